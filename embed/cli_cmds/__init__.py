@@ -1,0 +1,1 @@
+"""cxr subcommands, one module each."""
