@@ -1,0 +1,216 @@
+"""DICOM pixel pipeline, in the order of the standard's grayscale display pipeline.
+
+stored values ─► BitsStored mask / sign ─► Modality LUT (sequence or rescale)
+─► VOI LUT (sequence, or window centre/width with its VOI LUT function)
+─► presentation: MONOCHROME1 or Presentation LUT Shape INVERSE → inverted,
+so that bone is bright and air dark in the output, as in a MONOCHROME2 image.
+
+Convention for MONOCHROME1 + PresentationLUTShape INVERSE: the DX/CR IODs
+(PS3.3 C.8.11.6.1) require Presentation LUT Shape INVERSE *for* MONOCHROME1
+images and IDENTITY for MONOCHROME2: INVERSE there restates that the minimum
+is white, it does not ask for a second inversion. So the image is inverted
+exactly once when it is MONOCHROME1 *or* its shape is INVERSE (checked on
+``dx-thorax-inverse.dcm``: inverting once gives bright bones).
+
+Only the de-identified allow-list of :func:`embed.deid.deidentify_dataset`
+leaves this module.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+
+import numpy as np
+
+from embed.errors import ImageTooLargeError, TruncatedImageError, UnsupportedImageError
+
+log = logging.getLogger(__name__)
+
+MONO = ("MONOCHROME1", "MONOCHROME2")
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT")
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+
+
+def read_dataset(data: bytes, *, name: str = "the image"):
+    """Parse DICOM bytes (with or without preamble / file meta) into a ``pydicom.Dataset``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    buf = io.BytesIO(data if not data.startswith(b"DICM") else b"\0" * 128 + data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(buf, force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise TruncatedImageError(
+            f"{name} starts like DICOM but its header could not be parsed ({exc}); the file is truncated or corrupt"
+        ) from exc
+    _ensure_transfer_syntax(ds)
+    return ds
+
+
+def _ensure_transfer_syntax(ds) -> None:
+    """Files without file meta (read with force) get the transfer syntax they were parsed with."""
+    from pydicom.dataset import FileMetaDataset
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        if implicit is None:
+            implicit, little = True, True
+        uid = IMPLICIT_VR_LE if implicit else (EXPLICIT_VR_LE if little else "1.2.840.10008.1.2.2")
+        meta.TransferSyntaxUID = uid
+
+
+def _int(ds, keyword: str, default: int | None = None) -> int | None:
+    try:
+        value = ds.get(keyword, default)
+        return default if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def read_dicom(
+    data: bytes, *, name: str = "the image", max_pixels: int = 50_000_000, correct_photometric: bool = True
+) -> tuple[np.ndarray, dict]:
+    """Decode one DICOM image to float32 display values (bone bright) plus de-identified meta."""
+    from embed.deid import deidentify_dataset
+
+    ds = read_dataset(data, name=name)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise UnsupportedImageError(
+            f"{name} is DICOM without pixel data (a report or a presentation state?); give the image itself"
+        )
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    samples = _int(ds, "SamplesPerPixel", 1) or 1
+    frames = _int(ds, "NumberOfFrames", 1) or 1
+    if rows * cols > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} declares {cols} x {rows} = {rows * cols:,} pixels, more than the limit of {max_pixels:,}; "
+            "downscale it first (or raise max_pixels if you trust the source)"
+        )
+    if rows <= 0 or cols <= 0:
+        raise TruncatedImageError(f"{name}: DICOM header has no valid Rows/Columns; the file is corrupt")
+    if frames > 1:
+        raise UnsupportedImageError(
+            f"{name} is a multi-frame DICOM ({frames} frames); export the single radiograph frame you want"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if not photometric and samples == 1:
+        photometric = "MONOCHROME2"
+    if photometric not in MONO + COLOUR + ("PALETTE COLOR",):
+        raise UnsupportedImageError(
+            f"{name} has photometric interpretation {photometric or 'missing'!r}, which is not supported; "
+            "convert it to MONOCHROME2"
+        )
+    if (photometric in MONO and samples != 1) or (photometric in COLOUR and samples != 3):
+        raise UnsupportedImageError(
+            f"{name}: {photometric} with {samples} samples per pixel is inconsistent; the header is corrupt"
+        )
+    arr = _decode(ds, name)
+    if arr.ndim != (2 if samples == 1 else 3) or arr.shape[0] != rows or arr.shape[1] != cols:
+        raise TruncatedImageError(f"{name}: decoded pixels {arr.shape} do not match the header {rows}x{cols}")
+
+    if photometric in MONO:
+        out = grey_pipeline(arr, ds, correct_photometric=correct_photometric)
+    else:
+        out = _colour_to_grey(arr, ds, photometric)
+    meta = deidentify_dataset(ds)
+    return out, meta
+
+
+def _decode(ds, name: str) -> np.ndarray:
+    """Stored values as an ndarray; YBR is converted to RGB by pydicom."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except MemoryError:
+        raise
+    except (NotImplementedError, RuntimeError) as exc:
+        msg = str(exc)
+        if "plugin" in msg.lower() or "handler" in msg.lower() or "no pixel data decoders" in msg.lower():
+            ts = ds.file_meta.get("TransferSyntaxUID", "unknown")
+            raise UnsupportedImageError(
+                f"{name} uses transfer syntax {getattr(ts, 'name', ts)} that no installed decoder handles; "
+                "install pylibjpeg with its openjpeg and libjpeg plugins (`pip install pylibjpeg "
+                "pylibjpeg-openjpeg pylibjpeg-libjpeg`)"
+            ) from exc
+        raise TruncatedImageError(f"{name}: DICOM pixel data could not be decoded ({exc}); the file is corrupt") from exc
+    except Exception as exc:
+        raise TruncatedImageError(
+            f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}: {exc}); export it again"
+        ) from exc
+    return np.asarray(arr)
+
+
+def _mask_bits(arr: np.ndarray, ds) -> np.ndarray:
+    """Honour BitsStored: mask garbage above the high bit, sign-extend signed data."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        return arr
+    stored = _int(ds, "BitsStored")
+    allocated = _int(ds, "BitsAllocated", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8
+    if not stored or stored >= allocated or stored >= arr.dtype.itemsize * 8:
+        return arr
+    high_bit = _int(ds, "HighBit", stored - 1)
+    shift = max(0, (high_bit if high_bit is not None else stored - 1) - (stored - 1))
+    u = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
+    if shift:
+        u = u >> shift
+    mask = (1 << stored) - 1
+    u = (u & mask).astype(np.int64 if _int(ds, "PixelRepresentation", 0) == 1 else u.dtype)
+    if _int(ds, "PixelRepresentation", 0) == 1:
+        sign = 1 << (stored - 1)
+        u = np.where(u & sign, u - (1 << stored), u)
+    return u
+
+
+def _is_native(ds) -> bool:
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    return ts is None or not getattr(ts, "is_compressed", False)
+
+
+def grey_pipeline(arr: np.ndarray, ds, *, correct_photometric: bool = True) -> np.ndarray:
+    """Modality LUT, VOI LUT and the MONOCHROME1/INVERSE inversion, in that order (float32 out)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if _is_native(ds):
+        arr = _mask_bits(arr, ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arr = apply_modality_lut(arr, ds)
+        except Exception as exc:  # malformed LUT: fall back to stored values, say so
+            log.warning("ignoring a malformed Modality LUT (%s)", exc)
+        try:
+            arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
+        except Exception as exc:
+            log.warning("ignoring a malformed VOI LUT / window (%s)", exc)
+    arr = np.asarray(arr, dtype=np.float32)
+    if correct_photometric and needs_inversion(ds):
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        arr = (hi + lo) - arr
+    return arr
+
+
+def needs_inversion(ds) -> bool:
+    """True for MONOCHROME1 or Presentation LUT Shape INVERSE (one inversion, see the module doc)."""
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    return photometric == "MONOCHROME1" or shape == "INVERSE"
+
+
+def _colour_to_grey(arr: np.ndarray, ds, photometric: str) -> np.ndarray:
+    """RGB (pydicom already turned YBR into RGB) → luminance; palette colour via its LUT."""
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    arr = np.asarray(arr, dtype=np.float32)
+    return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114

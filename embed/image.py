@@ -1,0 +1,255 @@
+"""The one canonical image reader: PNG, JPEG and DICOM, recognised by content.
+
+Like torchxrayvision's reader, there is exactly one entry point,
+:func:`read_image`, and every other package goes through it so that all
+images (training, index, query) see the same decoding. The format is sniffed
+from the magic bytes, never from the file name. The declared size is checked
+from the header *before* any pixel buffer is allocated, and every decoder
+failure is turned into an :class:`embed.errors.ImageReadError` subclass, so
+that a caller feeding arbitrary bytes only ever sees ``CXRError``.
+
+DICOM pixels go through :mod:`embed.dicom` (Modality LUT, VOI LUT,
+MONOCHROME1 / INVERSE so that bone is bright) and their metadata through
+:mod:`embed.deid` (allow-list, pseudonymised patient).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embed.errors import (
+    ImageReadError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TruncatedImageError,
+    UnsupportedImageError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 50_000_000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+# Groups that a DICOM data set without preamble plausibly starts with
+# (file meta, identifying, patient, acquisition, relationship, image).
+_DICOM_FIRST_GROUPS = {0x0002, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028}
+_VR_CODES = {
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
+    b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+}
+
+
+@dataclass
+class CXRImage:
+    """Decoded pixels plus de-identified metadata.
+
+    ``pixels`` is float32, ``HxW`` grey or ``HxWx3`` RGB (alpha dropped, palette
+    expanded), in the source's own value range (0..255, 0..65535, or the DICOM
+    output of the VOI LUT). ``meta`` never holds anything that identifies a patient.
+    """
+
+    pixels: np.ndarray
+    meta: dict = field(default_factory=dict)
+    format: str = "png"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.pixels.shape)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return ``"png"``, ``"jpeg"``, ``"dicom"`` or ``None`` from the first bytes (>= 132 for DICOM)."""
+    if head.startswith(PNG_MAGIC):
+        return "png"
+    if head.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"DICM"):  # file meta without the 128-byte preamble
+        return "dicom"
+    if _looks_like_raw_dicom(head):
+        return "dicom"
+    return None
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A data set written without preamble/file meta: a plausible first tag at offset 0."""
+    if len(head) < 8:
+        return False
+    group, elem = struct.unpack("<HH", head[:4])
+    if group not in _DICOM_FIRST_GROUPS or elem > 0x3000:
+        return False
+    if head[4:6] in _VR_CODES:  # explicit VR little endian
+        return True
+    (length,) = struct.unpack("<I", head[4:8])  # implicit VR: a sane length
+    return length < 0x10000 or length == 0xFFFFFFFF
+
+
+def read_image(
+    src: str | Path | bytes | bytearray | memoryview,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    correct_photometric: bool = True,
+) -> CXRImage:
+    """Read a PNG, JPEG or DICOM image from a path or bytes.
+
+    Raises only :class:`~embed.errors.ImageReadError` subclasses:
+    ``NotAnImageError`` (not PNG/JPEG/DICOM, empty), ``TruncatedImageError``
+    (starts right, ends early or is corrupt), ``UnsupportedImageError``
+    (multi-frame, unknown photometric interpretation, no pixel data) and
+    ``ImageTooLargeError`` (header declares more than ``max_pixels``).
+    ``correct_photometric=False`` leaves MONOCHROME1 / INVERSE images un-inverted.
+    """
+    data, name = _load_bytes(src)
+    if not data:
+        raise NotAnImageError(f"{name} is empty: give a PNG, JPEG or DICOM file")
+    kind = sniff_format(data[:132])
+    if kind is None:
+        raise NotAnImageError(
+            f"{name} is not a PNG, JPEG or DICOM image (checked by content, not by name); "
+            "convert it to one of these formats"
+        )
+    try:
+        if kind == "dicom":
+            from embed.dicom import read_dicom
+
+            pixels, meta = read_dicom(
+                data, name=name, max_pixels=max_pixels, correct_photometric=correct_photometric
+            )
+        else:
+            pixels, meta = _read_raster(data, kind, name=name, max_pixels=max_pixels)
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(f"{name}: not enough memory to decode this image ({exc})") from exc
+    except Exception as exc:  # any decoder failure on user bytes is a read error, never a crash
+        log.debug("decoder failure on %s", name, exc_info=True)
+        raise TruncatedImageError(
+            f"{name} looks like {kind.upper()} but could not be decoded ({type(exc).__name__}: {exc}); "
+            "the file is probably truncated or corrupt: export it again"
+        ) from exc
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    return CXRImage(pixels=pixels, meta=meta, format=kind)
+
+
+def _load_bytes(src: str | Path | bytes | bytearray | memoryview) -> tuple[bytes, str]:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src), "the uploaded image"
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        try:
+            return path.read_bytes(), path.name
+        except FileNotFoundError as exc:
+            raise ImageReadError(f"image file not found: {path}; check the path") from exc
+        except IsADirectoryError as exc:
+            raise ImageReadError(f"{path} is a folder, not an image file") from exc
+        except OSError as exc:
+            raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    raise ImageReadError(f"read_image needs a path or bytes, not {type(src).__name__}")
+
+
+def check_pixel_count(rows: int, cols: int, samples: int, max_pixels: int, name: str) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` (before allocating)."""
+    n = int(rows) * int(cols)
+    if n > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} declares {cols} x {rows} = {n:,} pixels, more than the limit of {max_pixels:,}; "
+            "downscale it first (or raise max_pixels if you trust the source)"
+        )
+    if rows <= 0 or cols <= 0:
+        raise TruncatedImageError(f"{name} declares an empty image ({cols} x {rows}); the header is corrupt")
+
+
+def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's IHDR, without PIL."""
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    return width, height, depth, ctype
+
+
+def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple[np.ndarray, dict]:
+    """Decode a PNG/JPEG with PIL (cv2 for 16-bit colour PNG), header size checked first."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if kind == "png":
+        ihdr = _png_ihdr(data)
+        if ihdr is None:
+            raise TruncatedImageError(f"{name} starts like a PNG but has no IHDR header; the file is corrupt")
+        check_pixel_count(ihdr[1], ihdr[0], 1, max_pixels, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"{name} declares too many pixels ({exc}); downscale it first") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            raise TruncatedImageError(
+                f"{name} starts like {kind.upper()} but its header is corrupt or cut short; export it again"
+            ) from exc
+        width, height = img.size
+        check_pixel_count(height, width, 1, max_pixels, name)
+        if kind == "png" and ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):
+            arr = _decode_png16_colour(data, name)
+            bits = 16
+        else:
+            try:
+                img.load()
+            except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+                raise TruncatedImageError(
+                    f"{name} is a {kind.upper()} that ends early or is corrupt ({exc}); export it again"
+                ) from exc
+            if kind == "jpeg":
+                img = ImageOps.exif_transpose(img)
+            arr, bits = _pil_to_array(img)
+    meta = {"rows": int(arr.shape[0]), "columns": int(arr.shape[1]), "bits_stored": bits,
+            "color": "grey" if arr.ndim == 2 else "rgb"}
+    return arr, meta
+
+
+def _decode_png16_colour(data: bytes, name: str) -> np.ndarray:
+    """PIL reduces 16-bit colour PNG to 8 bits; cv2 keeps the 16-bit values."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise TruncatedImageError(f"{name} is a 16-bit PNG that could not be decoded; it is probably truncated")
+    if arr.ndim == 2:
+        return arr
+    if arr.shape[2] == 2:  # grey + alpha
+        return arr[:, :, 0]
+    return cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2RGB)
+
+
+def _pil_to_array(img) -> tuple[np.ndarray, int]:
+    """PIL image → (uint8/uint16/float array HxW or HxWx3, bits per sample)."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img).astype(np.uint16, copy=False), 16
+    if mode == "I":
+        arr = np.asarray(img)
+        return arr, 16 if arr.size == 0 or (arr.min() >= 0 and arr.max() < 65536) else 32
+    if mode == "F":
+        return np.asarray(img), 32
+    if mode == "L":
+        return np.asarray(img), 8
+    if mode in ("1",):
+        return np.asarray(img.convert("L")), 8
+    if mode in ("LA", "La"):
+        return np.asarray(img.getchannel(0)), 8
+    if mode == "P" or mode == "PA":
+        img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
+        mode = img.mode
+    if mode == "RGBA" or mode == "RGBa":
+        return np.asarray(img)[:, :, :3], 8
+    if mode != "RGB":  # CMYK, YCbCr, LAB, HSV
+        img = img.convert("RGB")
+    return np.asarray(img), 8
