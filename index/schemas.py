@@ -1,0 +1,123 @@
+"""Public data types of the index: what the engine returns and the API serialises.
+
+CaseRow is deliberately missing the image location: the store keeps it, but
+nothing that leaves the engine carries it (images are served by id only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class SearchFilters(BaseModel):
+    """Restrict the candidates *before* the kNN search, so k hits come back when k cases match.
+
+    Lists mean "any of" (view PA or AP); ``finding`` matches cases having any of the findings.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: list[str] | None = None
+    sex: str | None = None
+    age_min: float | None = None
+    age_max: float | None = None
+    source: list[str] | None = None
+    finding: list[str] | None = None
+
+    @field_validator("view", "source", "finding", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            v = [v]
+        v = [str(x).strip() for x in v if str(x).strip()]
+        return v or None
+
+    @field_validator("sex", mode="before")
+    @classmethod
+    def _sex(cls, v: Any) -> Any:
+        if v is None or str(v).strip() == "":
+            return None
+        s = str(v).strip().upper()[:1]
+        if s not in ("M", "F"):
+            raise ValueError("sex must be 'M' or 'F'")
+        return s
+
+    @model_validator(mode="after")
+    def _age_range(self) -> SearchFilters:
+        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
+            raise ValueError(f"age_min ({self.age_min}) is greater than age_max ({self.age_max})")
+        return self
+
+    def is_empty(self) -> bool:
+        """True when no criterion is set (the whole index is eligible)."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+class CaseRow(BaseModel):
+    """One indexed case as returned to clients (pseudonymous; no file location)."""
+
+    id: int
+    sha256: str
+    source: str
+    patient: str | None = None
+    view: str | None = None
+    sex: str | None = None
+    age: float | None = None
+    day_offset: float | None = None
+    findings: list[str] = Field(default_factory=list)
+    prognosis: dict[str, bool | None] = Field(default_factory=dict)
+    licence: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(BaseModel):
+    """A neighbour: the case, its cosine similarity to the query, and its 1-based rank."""
+
+    case: CaseRow
+    similarity: float
+    rank: int
+
+
+class OutcomeSummary(BaseModel):
+    """Among the neighbours: how many have this outcome recorded, how many positive, the share."""
+
+    known: int
+    positive: int
+    share: float | None = None
+
+
+@dataclass
+class SearchResult:
+    """Neighbours, their vote and prognosis summary, and the query's attention and standardized image.
+
+    ``attention`` and ``query_image`` are (S,S) float32 in [0,1] (None for an id query
+    without attention, or when ``with_attention=False``).
+    """
+
+    hits: list[Hit]
+    vote: dict[str, float]
+    prognosis: dict[str, OutcomeSummary]
+    attention: np.ndarray | None = None
+    query_image: np.ndarray | None = None
+    query_id: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, with_arrays: bool = False) -> dict[str, Any]:
+        """JSON-safe dict (arrays left out unless asked, as nested lists)."""
+        d: dict[str, Any] = {
+            "hits": [h.model_dump() for h in self.hits],
+            "vote": dict(self.vote),
+            "prognosis": {k: v.model_dump() for k, v in self.prognosis.items()},
+            "query_id": self.query_id,
+            "meta": dict(self.meta),
+        }
+        if with_arrays:
+            d["attention"] = None if self.attention is None else self.attention.tolist()
+            d["query_image"] = None if self.query_image is None else self.query_image.tolist()
+        return d

@@ -1,0 +1,307 @@
+"""The metadata store: one row per indexed case, keyed by the same int64 id as the FAISS index.
+
+:class:`MetadataStore` is the small interface the builder and engine use, so
+another database can be plugged in later; :class:`SQLiteStore` is the default,
+a file beside the index. Readers from several threads each get their own
+connection (WAL mode), so the API can search concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from embed.errors import IndexStateError
+from index.filters import filters_to_sql
+from index.schemas import CaseRow, SearchFilters
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "store.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    patient TEXT,
+    view TEXT,
+    sex TEXT,
+    age REAL,
+    day_offset REAL,
+    findings TEXT NOT NULL DEFAULT '[]',
+    prognosis TEXT NOT NULL DEFAULT '{}',
+    licence TEXT,
+    image_path TEXT,
+    ref TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS case_findings (
+    case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+    finding TEXT NOT NULL,
+    PRIMARY KEY (case_id, finding)
+);
+CREATE INDEX IF NOT EXISTS ix_findings_finding ON case_findings(finding COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS ix_cases_source ON cases(source);
+CREATE INDEX IF NOT EXISTS ix_cases_patient ON cases(patient);
+CREATE INDEX IF NOT EXISTS ix_cases_view ON cases(view);
+"""
+
+_ROW_COLS = "id, sha256, source, patient, view, sex, age, day_offset, findings, prognosis, licence, extra"
+
+
+@dataclass
+class StoredCase:
+    """A case as written into the store (internal: includes the image location)."""
+
+    id: int
+    sha256: str
+    source: str
+    image_path: str
+    ref: str = ""
+    patient: str | None = None
+    view: str | None = None
+    sex: str | None = None
+    age: float | None = None
+    day_offset: float | None = None
+    findings: list[str] = field(default_factory=list)
+    prognosis: dict[str, bool | None] = field(default_factory=dict)
+    licence: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class MetadataStore(Protocol):
+    """What the builder and the engine need from a metadata database."""
+
+    def add(self, cases: Iterable[StoredCase]) -> int: ...
+    def get(self, ids: Iterable[int]) -> list[CaseRow]: ...
+    def image_path(self, case_id: int) -> str | None: ...
+    def ids_matching(self, filters: SearchFilters | None) -> np.ndarray: ...
+    def ids_for_patient(self, patient: str) -> np.ndarray: ...
+    def ids_for_source(self, sources: Iterable[str]) -> np.ndarray: ...
+    def sha_to_id(self) -> dict[str, int]: ...
+    def deleted_ids(self) -> np.ndarray: ...
+    def mark_deleted(self, ids: Iterable[int]) -> int: ...
+    def delete(self, ids: Iterable[int]) -> int: ...
+    def count(self, include_deleted: bool = False) -> int: ...
+    def max_id(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def _json_or_none(v: Any) -> Any:
+    return None if v is None else float(v)
+
+
+class SQLiteStore:
+    """SQLite implementation of :class:`MetadataStore` (one connection per thread, WAL)."""
+
+    def __init__(self, path: str | Path, *, create: bool = False, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise IndexStateError(
+                f"metadata store {self.path} is missing: the index folder is incomplete; "
+                "rebuild it with `cxr index build`"
+            )
+        self.read_only = read_only
+        self._local = threading.local()
+        self._lock = threading.Lock()  # serialises writers; readers run freely
+        self._conns: list[sqlite3.Connection] = []
+        if create:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            conn.commit()
+
+    # -- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.read_only:
+                uri = f"file:{self.path}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection (checkpointing the WAL into the main file)."""
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    if not self.read_only:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover - closing is best effort
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    def backup_to(self, dest: str | Path) -> SQLiteStore:
+        """Copy the whole database consistently (sqlite backup API) and open the copy for writing."""
+        dest_store = SQLiteStore(dest, create=True)
+        self._conn().backup(dest_store._conn())
+        return dest_store
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, cases: Iterable[StoredCase]) -> int:
+        """Insert cases in one transaction; returns how many were written."""
+        rows, links = [], []
+        for c in cases:
+            findings = sorted({str(f) for f in c.findings})
+            rows.append((
+                int(c.id), c.sha256, c.source, c.patient, c.view, c.sex, _json_or_none(c.age),
+                _json_or_none(c.day_offset), json.dumps(findings), json.dumps(c.prognosis, sort_keys=True),
+                c.licence, c.image_path, c.ref, json.dumps(c.extra, sort_keys=True, default=str),
+            ))
+            links.extend((int(c.id), f) for f in findings)
+        with self._lock:
+            conn = self._conn()
+            with conn:
+                conn.executemany(
+                    "INSERT INTO cases (id, sha256, source, patient, view, sex, age, day_offset, findings, "
+                    "prognosis, licence, image_path, ref, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                conn.executemany("INSERT INTO case_findings (case_id, finding) VALUES (?, ?)", links)
+        return len(rows)
+
+    def mark_deleted(self, ids: Iterable[int]) -> int:
+        """Tombstone cases (for index types that cannot remove vectors): hidden from every query."""
+        ids = [(int(i),) for i in ids]
+        with self._lock:
+            conn = self._conn()
+            with conn:
+                cur = conn.executemany("UPDATE cases SET deleted = 1 WHERE id = ? AND deleted = 0", ids)
+        return cur.rowcount
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Remove cases and their finding links for good."""
+        ids = [(int(i),) for i in ids]
+        with self._lock:
+            conn = self._conn()
+            with conn:
+                conn.executemany("DELETE FROM case_findings WHERE case_id = ?", ids)
+                cur = conn.executemany("DELETE FROM cases WHERE id = ?", ids)
+        return cur.rowcount
+
+    # -- reading -----------------------------------------------------------------------------
+    @staticmethod
+    def _row(r: tuple) -> CaseRow:
+        return CaseRow(
+            id=r[0], sha256=r[1], source=r[2], patient=r[3], view=r[4], sex=r[5], age=r[6], day_offset=r[7],
+            findings=json.loads(r[8]), prognosis=json.loads(r[9]), licence=r[10], extra=json.loads(r[11]),
+        )
+
+    def get(self, ids: Iterable[int]) -> list[CaseRow]:
+        """Rows for these ids, in the order given (unknown or deleted ids left out)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        found: dict[int, CaseRow] = {}
+        conn = self._conn()
+        for start in range(0, len(ids), 900):  # stay under SQLite's parameter limit
+            chunk = ids[start:start + 900]
+            q = f"SELECT {_ROW_COLS} FROM cases WHERE deleted = 0 AND id IN ({', '.join('?' * len(chunk))})"
+            for r in conn.execute(q, chunk):
+                found[r[0]] = self._row(r)
+        return [found[i] for i in ids if i in found]
+
+    def get_one(self, case_id: int) -> CaseRow | None:
+        rows = self.get([case_id])
+        return rows[0] if rows else None
+
+    def image_path(self, case_id: int) -> str | None:
+        """Internal only: where the image file is (never returned to clients)."""
+        r = self._conn().execute("SELECT image_path FROM cases WHERE id = ? AND deleted = 0", (int(case_id),)).fetchone()
+        return r[0] if r else None
+
+    def _ids(self, sql: str, params: Iterable[Any] = ()) -> np.ndarray:
+        rows = self._conn().execute(sql, list(params)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def ids_matching(self, filters: SearchFilters | None) -> np.ndarray:
+        """Ids of live cases matching the filters (sorted)."""
+        where, params = filters_to_sql(filters)
+        return self._ids(f"SELECT id FROM cases WHERE {where} ORDER BY id", params)
+
+    def ids_for_patient(self, patient: str) -> np.ndarray:
+        return self._ids("SELECT id FROM cases WHERE patient = ? AND deleted = 0 ORDER BY id", [patient])
+
+    def ids_for_source(self, sources: Iterable[str]) -> np.ndarray:
+        sources = list(sources)
+        marks = ", ".join("?" * len(sources))
+        return self._ids(
+            f"SELECT id FROM cases WHERE source COLLATE NOCASE IN ({marks}) AND deleted = 0 ORDER BY id", sources
+        )
+
+    def existing_ids(self, ids: Iterable[int]) -> np.ndarray:
+        """The subset of ``ids`` that are live cases."""
+        return np.array([r.id for r in self.get(ids)], dtype=np.int64)
+
+    def sha_to_id(self) -> dict[str, int]:
+        """Content hash -> id of every stored case (deleted ones too: a re-add revives nothing twice)."""
+        return {sha: i for i, sha in self._conn().execute("SELECT id, sha256 FROM cases")}
+
+    def deleted_ids(self) -> np.ndarray:
+        return self._ids("SELECT id FROM cases WHERE deleted = 1 ORDER BY id")
+
+    def all_ids(self, include_deleted: bool = False) -> np.ndarray:
+        where = "" if include_deleted else "WHERE deleted = 0"
+        return self._ids(f"SELECT id FROM cases {where} ORDER BY id")
+
+    def count(self, include_deleted: bool = False) -> int:
+        where = "" if include_deleted else "WHERE deleted = 0"
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM cases {where}").fetchone()[0])
+
+    def max_id(self) -> int:
+        r = self._conn().execute("SELECT MAX(id) FROM cases").fetchone()[0]
+        return int(r) if r is not None else 0
+
+    def patient_of(self, case_id: int) -> str | None:
+        r = self._conn().execute("SELECT patient FROM cases WHERE id = ?", (int(case_id),)).fetchone()
+        return r[0] if r else None
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of live cases per source, view, sex and finding, plus deleted (tombstoned) ones."""
+        conn = self._conn()
+
+        def grouped(col: str) -> dict[str, int]:
+            q = f"SELECT COALESCE({col}, 'unknown'), COUNT(*) FROM cases WHERE deleted = 0 GROUP BY 1 ORDER BY 2 DESC"
+            return {str(k): int(n) for k, n in conn.execute(q)}
+
+        findings = {
+            str(k): int(n)
+            for k, n in conn.execute(
+                "SELECT f.finding, COUNT(*) FROM case_findings f JOIN cases c ON c.id = f.case_id "
+                "WHERE c.deleted = 0 GROUP BY 1 ORDER BY 2 DESC"
+            )
+        }
+        return {
+            "cases": self.count(),
+            "deleted": self.count(include_deleted=True) - self.count(),
+            "patients": int(conn.execute(
+                "SELECT COUNT(DISTINCT patient) FROM cases WHERE deleted = 0 AND patient IS NOT NULL").fetchone()[0]),
+            "by_source": grouped("source"),
+            "by_view": grouped("view"),
+            "by_sex": grouped("sex"),
+            "by_finding": findings,
+        }
+
+    def iter_rows_internal(self) -> list[tuple[int, str, str]]:
+        """(id, sha256, image_path) of every case, deleted included: for rebuilds."""
+        return list(self._conn().execute("SELECT id, sha256, image_path FROM cases ORDER BY id"))
