@@ -1,0 +1,1 @@
+"""The Streamlit page: an HTTP client of the search API (never imports the engine)."""

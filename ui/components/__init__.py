@@ -1,0 +1,1 @@
+"""Parts of the page: the sidebar controls and the result views."""
