@@ -195,7 +195,15 @@ def load_dataset(spec: str, **opts: Any) -> DatasetLoad:
     path = path.resolve()
     if not path.exists():
         raise DatasetLayoutError(f"{kind}: {path} does not exist; check the path after '{kind}:'")
-    load = fn(path, **kw)
+    try:
+        load = fn(path, **kw)
+    except DatasetLayoutError as exc:
+        from embed.datasets.detect import guess_kind
+
+        guess = guess_kind(path)
+        if guess and guess != kind:
+            raise DatasetLayoutError(f"{exc} (This path looks like {guess}:{path})") from exc
+        raise
     log.info("%s: %d records, %d skipped from %s", kind, len(load.records), len(load.skipped), path)
     return load
 

@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 
-from embed.datasets._common import check_image, norm_finding, rel_id, walk_files
+from embed.datasets._common import IMAGE_SUFFIXES, check_image, norm_finding, rel_id, walk_files
 from embed.datasets.base import CaseRecord, DatasetLoad, SkippedRow, register_dataset
 from embed.errors import DatasetError, DatasetLayoutError
 from embed.pseudonym import pseudonymize
@@ -65,7 +65,7 @@ def read_imagefolder(
     source = f"imagefolder:{name or root.name}"
     files = {c: walk_files(c) for c in classes}
     if patient_pattern is None:
-        patient_pattern = _auto_pattern([p.name for fs in files.values() for p in fs])
+        patient_pattern = _auto_pattern([p.name for fs in files.values() for p in fs if p.suffix.lower() in IMAGE_SUFFIXES])
     rx = _compile(patient_pattern) if patient_pattern else None
     if rx is None:
         log.warning("imagefolder %s: no patient_pattern, so patient is unknown (patient-level splits impossible)",
