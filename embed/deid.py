@@ -36,6 +36,20 @@ from embed.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 
+
+def _quiet_pydicom_validation() -> None:
+    """pydicom's read-time validation logs invalid values *verbatim* (an odd PatientName or
+    PatientAge would land in the logs). Values are checked here, by the allow-list, instead."""
+    try:
+        from pydicom import config
+
+        config.settings.reading_validation_mode = config.IGNORE
+    except (ImportError, AttributeError):  # pragma: no cover - older pydicom
+        pass
+
+
+_quiet_pydicom_validation()
+
 _CODE_RE = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM CS value
 _UID_RE = re.compile(r"^[0-9.]{1,64}$")
 _AGE_RE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$", re.IGNORECASE)

@@ -1,0 +1,160 @@
+"""De-identification: only the allow-list leaves a DICOM header (generated and real files)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import UID
+
+from embed.deid import deidentify_dataset, normalize_view, parse_age, parse_da, study_date
+from embed.errors import ImageReadError
+from embed.image import read_image
+from embed.pseudonym import pseudonymize
+from tests.embed.dicom_fixtures import IDENTIFYING, make_dataset, make_dicom, to_bytes
+
+ALLOWED_KEYS = {"modality", "body_part", "view", "sex", "age", "photometric", "bits_stored", "rows", "columns",
+                "transfer_syntax", "manufacturer_model", "patient", "day_offset"}
+ID_KEYWORDS = {
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthName", "AccessionNumber", "InstitutionName",
+    "InstitutionAddress", "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
+    "OperatorsName", "StationName", "DeviceSerialNumber", "StudyID", "StudyDescription", "SeriesDescription",
+    "OtherPatientIDs", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName", "IssuerOfPatientID",
+}
+IDENTIFYING_VRS = {"PN", "DA", "DT", "TM"}
+
+
+def identifying_values(ds: pydicom.Dataset) -> set[str]:
+    """Every identifying string in a data set, nested sequences included, taken from the raw header:
+    the listed keywords, every person name / date / time, and every instance UID (standard UIDs such as
+    transfer syntaxes and SOP classes are public constants, not identifiers)."""
+    found: set[str] = set()
+
+    def visit(d: pydicom.Dataset) -> None:
+        for elem in d.iterall():
+            if elem.VR == "SQ" or elem.value in (None, "", b""):
+                continue
+            values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) else [elem.value]
+            is_uid = elem.VR == "UI"
+            for v in values:
+                text = str(v).strip()
+                if is_uid and UID(text).name != text:  # a registered, public UID
+                    continue
+                if elem.keyword in ID_KEYWORDS or elem.VR in IDENTIFYING_VRS or is_uid:
+                    found.add(text)
+
+    visit(ds)
+    if getattr(ds, "file_meta", None) is not None:
+        visit(ds.file_meta)
+    return found
+
+
+def assert_no_leak(meta: dict, ds: pydicom.Dataset, extra_text: str = "") -> None:
+    assert set(meta) <= ALLOWED_KEYS, set(meta) - ALLOWED_KEYS
+    blob = json.dumps(meta) + str(meta) + extra_text
+    # values of fewer than 4 characters ("XX", "M") cannot be searched for meaningfully in a text blob
+    leaks = {v for v in identifying_values(ds) if len(v) >= 4 and v in blob}
+    assert not leaks, leaks
+
+
+def test_generated_dicom_meta_has_no_identifiers(caplog):
+    ds = make_dataset(np.arange(16, dtype=np.uint8).reshape(4, 4), PatientAge="045Y", PatientSex="F",
+                      ViewPosition="PA", BodyPartExamined="CHEST", ManufacturerModelName="FDR-1000")
+    data = to_bytes(ds)
+    raw = pydicom.dcmread(__import__("io").BytesIO(data))
+    assert set(IDENTIFYING.values()) <= identifying_values(raw) | {IDENTIFYING["StudyTime"]}
+    with caplog.at_level(logging.DEBUG):
+        meta = read_image(data).meta
+    assert_no_leak(meta, raw, caplog.text)
+    assert meta["sex"] == "F" and meta["age"] == 45.0 and meta["view"] == "PA" and meta["body_part"] == "CHEST"
+    assert meta["manufacturer_model"] == "FDR-1000"
+    assert meta["patient"] == pseudonymize("dicom", IDENTIFYING["PatientID"])
+    assert meta["patient"].startswith("p_") and "day_offset" not in meta
+
+
+def test_error_messages_do_not_leak_identifiers():
+    ds = make_dataset(np.zeros((4, 4), np.uint8))
+    ds.NumberOfFrames = 3
+    with pytest.raises(ImageReadError) as info:
+        read_image(to_bytes(ds))
+    assert not {v for v in IDENTIFYING.values() if v in str(info.value)}
+
+
+def test_nested_and_private_tags_are_dropped():
+    ds = make_dataset(np.zeros((4, 4), np.uint8))
+    item = pydicom.Dataset()
+    item.PatientID = "NESTED-ID-777"
+    ds.OtherPatientIDsSequence = [item]
+    block = ds.private_block(0x0009, "ACME 1.0", create=True)
+    block.add_new(0x01, "LO", "PRIVATE-SECRET-NAME")
+    meta = read_image(to_bytes(ds)).meta
+    assert "NESTED-ID-777" not in json.dumps(meta) and "PRIVATE-SECRET" not in json.dumps(meta)
+
+
+def test_invalid_header_values_are_not_logged(caplog):
+    """pydicom's validation would log an invalid value verbatim: reading must not put it in the logs."""
+    ds = make_dataset(np.zeros((2, 2), np.uint8), PatientAge="Jane Doe 42", ViewPosition="Jane Doe special view")
+    data = to_bytes(ds)
+    with caplog.at_level(logging.DEBUG):
+        meta = read_image(data).meta
+    assert "Jane" not in caplog.text and "Jane" not in json.dumps(meta)
+    assert "age" not in meta and "view" not in meta
+
+
+def test_no_patient_id_no_pseudonym():
+    meta = read_image(make_dicom(np.zeros((4, 4), np.uint8), identifying=False)).meta
+    assert "patient" not in meta
+
+
+def test_day_offset_only_with_reference_date():
+    ds = make_dataset(np.zeros((2, 2), np.uint8))  # StudyDate 2021-03-14
+    assert "day_offset" not in deidentify_dataset(ds)
+    assert deidentify_dataset(ds, reference_date=dt.date(2021, 3, 1))["day_offset"] == 13.0
+    assert study_date(ds) == dt.date(2021, 3, 14)
+    del ds.StudyDate
+    assert study_date(ds) == dt.date(2021, 3, 14)  # falls back to SeriesDate
+    del ds.SeriesDate, ds.AcquisitionDate
+    assert "day_offset" not in deidentify_dataset(ds, reference_date=dt.date(2021, 3, 1))
+
+
+def test_odd_values_are_dropped_not_passed_through():
+    ds = make_dataset(np.zeros((2, 2), np.uint8), PatientSex="O", PatientAge="about forty",
+                      ViewPosition="Jane's special view", BodyPartExamined="chest of Jane Doe the 3rd")
+    meta = deidentify_dataset(ds)
+    assert not {"sex", "age", "view", "body_part"} & set(meta)
+
+
+@pytest.mark.parametrize("raw,years", [("045Y", 45.0), ("006M", 0.5), ("002W", 14 / 365.25), ("003D", 3 / 365.25),
+                                       ("68", 68.0), ("095Y", 90.0), ("", None), ("X", None), (None, None)])
+def test_parse_age(raw, years):
+    assert parse_age(raw) == (pytest.approx(years, abs=1e-3) if years is not None else None)
+
+
+@pytest.mark.parametrize("raw,view", [("PA", "PA"), ("ap", "AP"), ("LL", "LATERAL"), ("RL", "LATERAL"),
+                                      ("AP SUPINE", "AP Supine"), ("", None), (None, None), ("OBLIQUE-ish", None)])
+def test_normalize_view(raw, view):
+    assert normalize_view(raw) == view
+
+
+def test_parse_da():
+    assert parse_da("20200125") == dt.date(2020, 1, 25)
+    assert parse_da("2020.01.25") == dt.date(2020, 1, 25)
+    assert parse_da("20201325") is None and parse_da("") is None and parse_da(None) is None
+
+
+def test_every_shared_dicom_is_deidentified(shared_data, caplog):
+    files = sorted((shared_data / "dicom").glob("*.dcm"))
+    assert files
+    for path in files:
+        raw = pydicom.dcmread(path, force=True)
+        with caplog.at_level(logging.DEBUG):
+            meta = read_image(path).meta
+        assert_no_leak(meta, raw, caplog.text)
+        pid = raw.get("PatientID")
+        if pid:
+            assert meta["patient"] == pseudonymize("dicom", str(pid)) and meta["patient"] != pid
+        caplog.clear()
