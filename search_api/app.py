@@ -1,0 +1,125 @@
+"""The FastAPI application factory and its lifespan.
+
+``create_app()`` reads :class:`APISettings` (or takes them, for tests), refuses
+an unauthenticated service off loopback, and loads the :class:`SearchEngine`
+once in the lifespan; all requests share it read-only. Run it with
+``cxr serve`` or ``uvicorn --factory search_api.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from embed.errors import CXRError
+from search_api.audit import AuditMiddleware
+from search_api.errors import install_error_handlers, redact_paths
+from search_api.routes import cases, health, search, stats
+from search_api.security import check_bind_policy, require_api_key
+from search_api.settings import APISettings, get_api_settings
+
+log = logging.getLogger("cxr.api")
+
+DESCRIPTION = """Similar-case search for chest X-rays.
+
+Upload a PNG, JPEG or DICOM chest X-ray to `/v1/search` and get the most similar
+indexed cases with their findings and outcomes, the kNN vote, and the attention map.
+Every `/v1` path needs the `X-API-Key` header when keys are configured.
+Errors are JSON `{"error": code, "detail": message}`.
+"""
+
+
+def _short_sha(engine: Any) -> str | None:
+    for path in ("model_sha256", "manifest.model_sha256", "embedder.model_sha256"):
+        obj: Any = engine
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, str) and obj:
+            return obj[:12]
+    return None
+
+
+def _model_name(engine: Any) -> str | None:
+    for path in ("model_name", "manifest.model_name"):
+        obj: Any = engine
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, str) and obj:
+            return obj
+    return None
+
+
+def _open_engine(settings: APISettings) -> Any:
+    from index.engine import SearchEngine
+
+    return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the engine once; a failure leaves the app up with ``/health`` saying why."""
+    settings: APISettings = app.state.settings
+    given = app.state.engine
+    app.state.engine_error = None
+    if given is None:
+        if settings.index_dir is None:
+            app.state.engine_error = "index_state: no index configured (set CXR_API_INDEX_DIR or cxr serve --index)"
+        else:
+            try:
+                app.state.engine = await anyio.to_thread.run_sync(_open_engine, settings)
+            except CXRError as exc:
+                app.state.engine_error = f"{exc.code}: {redact_paths(str(exc))}"
+            except Exception:  # noqa: BLE001 - keep serving /health; the trace goes to the server log only
+                log.exception("the search engine could not be loaded")
+                app.state.engine_error = "engine_error: the index could not be loaded (see the server log)"
+        if app.state.engine_error:
+            log.error("index not loaded: %s", app.state.engine_error)
+    engine = app.state.engine
+    app.state.model_sha = _short_sha(engine) if engine is not None else None
+    app.state.model_name = _model_name(engine) if engine is not None else None
+    if engine is not None:
+        log.info("search engine ready (model %s)", app.state.model_sha)
+    try:
+        yield
+    finally:
+        if given is None and engine is not None and hasattr(engine, "close"):
+            engine.close()
+        app.state.engine = given
+
+
+def create_app(settings: APISettings | None = None, engine: Any = None) -> FastAPI:
+    """Build the app. ``engine`` lets tests share one already opened SearchEngine between apps."""
+    settings = settings or get_api_settings()
+    keys = settings.resolved_keys()
+    check_bind_policy(settings.host, keys)
+
+    app = FastAPI(title="CXR similar-case search", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.api_keys = keys
+    app.state.engine = engine
+    app.state.engine_error = None
+    app.state.model_sha = app.state.model_name = None
+    threads = settings.engine_threads or max(1, os.cpu_count() or 1)
+    app.state.limiter = CapacityLimiter(threads)
+    app.dependency_overrides[get_api_settings] = lambda: settings
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    v1 = [Depends(require_api_key)]
+    for module in (stats, search):
+        app.include_router(module.router, prefix="/v1", dependencies=v1)
+    app.include_router(cases.router, prefix="/v1", dependencies=v1)
+
+    origins = settings.resolved_cors_origins()
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(AuditMiddleware)
+    return app

@@ -1,0 +1,54 @@
+"""One JSON audit line per request on logger ``cxr.audit``.
+
+A pure ASGI middleware (no body buffering, so uploads still stream into the
+capped reader). It logs the route *template* (``/v1/cases/{case_id}``), never
+the query string, file names or anything from the image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+audit_log = logging.getLogger("cxr.audit")
+
+
+class AuditMiddleware:
+    """Records time, key id, endpoint, status, latency and result count."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "<unmatched>"
+            state = scope.get("state", state)
+            record = {
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "key_id": state.get("key_id"),
+                "method": scope.get("method"),
+                "endpoint": endpoint,
+                "status": status["code"],
+                "latency_ms": round((time.perf_counter() - start) * 1000.0, 1),
+                "results": state.get("result_count"),
+            }
+            audit_log.info(json.dumps(record, separators=(",", ":")))

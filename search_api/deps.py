@@ -1,0 +1,101 @@
+"""Dependencies and the small glue between HTTP and the engine.
+
+The engine is loaded once in the lifespan and shared; every blocking call to
+it (decode, model, FAISS, SQLite, PNG encoding) goes through :func:`run_blocking`,
+a worker thread bounded by a capacity limiter so that 16 concurrent clients
+do not run 16 oversubscribed forward passes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Literal, TypeVar
+
+import anyio.to_thread
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from embed.errors import IndexStateError
+
+T = TypeVar("T")
+
+LIST_FIELDS = ("view", "source", "finding")
+SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention")
+
+
+def get_engine(request: Request) -> Any:
+    """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        reason = getattr(request.app.state, "engine_error", None) or "the index is not loaded"
+        raise IndexStateError(f"index not loaded: {reason}")
+    return engine
+
+
+async def run_blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking work in a worker thread, off the event loop, under the app's limiter."""
+    limiter = getattr(request.app.state, "limiter", None)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
+
+
+class QueryParams(BaseModel):
+    """k, filters and options shared by search, similar and classify."""
+
+    k: int = Field(10, ge=1)
+    view: list[str] | None = None
+    sex: str | None = None
+    age_min: float | None = Field(None, ge=0, le=130)
+    age_max: float | None = Field(None, ge=0, le=130)
+    source: list[str] | None = None
+    finding: list[str] | None = None
+    same_patient: Literal["exclude", "include", "only"] = "exclude"
+    attention: bool = True
+
+    def filters(self) -> Any:
+        """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
+        from index.schemas import SearchFilters
+
+        try:
+            f = SearchFilters(view=self.view, sex=self.sex, age_min=self.age_min, age_max=self.age_max,
+                              source=self.source, finding=self.finding)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_input=False)) from None
+        return None if f.is_empty() else f
+
+    def patient_flags(self) -> dict[str, bool]:
+        return {"exclude_same_patient": self.same_patient == "exclude",
+                "same_patient_only": self.same_patient == "only"}
+
+
+def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_default: bool = True,
+                       allowed: tuple[str, ...] = LIST_FIELDS + SCALAR_FIELDS) -> QueryParams:
+    """Validate form fields / query parameters (later pairs win; list fields repeat or use commas)."""
+    raw: dict[str, Any] = {"attention": attention_default}
+    unknown = set()
+    for name, value in pairs:
+        if name == "file":
+            continue
+        if name not in allowed:
+            unknown.add(name)
+        elif name in LIST_FIELDS:
+            raw.setdefault(name, [])
+            raw[name].extend(v.strip() for v in value.split(",") if v.strip())
+        elif value.strip() != "":
+            raw[name] = value.strip()
+    if unknown:
+        raise RequestValidationError([{"loc": (n,), "msg": "unknown parameter", "type": "extra_forbidden"}
+                                      for n in sorted(unknown)])
+    try:
+        params = QueryParams.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    if params.k > max_k:
+        raise RequestValidationError([{"loc": ("k",), "msg": f"k must be at most {max_k}", "type": "less_than_equal"}])
+    return params
+
+
+def parse_case_id(case_id: int) -> int:
+    if case_id < 0:
+        raise HTTPException(404, f"no case with id {case_id}")
+    return case_id

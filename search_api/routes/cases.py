@@ -1,0 +1,89 @@
+"""Indexed cases by id: metadata, standardized image, and their own similar cases.
+
+Ids are integers looked up in the store; no client value ever becomes a path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+
+from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.results import case_out, search_response
+from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
+from search_api.settings import APISettings, get_api_settings
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+_NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
+CaseId = Path(ge=0, description="integer case id as returned in hits", examples=[17])
+
+
+def _get_case(engine: Any, case_id: int) -> Any:
+    case = engine.get_case(case_id)
+    if case is None:
+        raise HTTPException(404, f"no case with id {case_id}")
+    return case
+
+
+@router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
+            summary="One indexed case")
+async def get_case(request: Request, case_id: int = CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
+    """Pseudonymous metadata, findings and prognosis of an indexed case."""
+    case = await run_blocking(request, _get_case, engine, case_id)
+    request.state.result_count = 1
+    return case_out(case)
+
+
+@router.get("/{case_id}/image", response_class=Response, responses={
+    **ERROR_RESPONSES, **_NOT_FOUND, 200: {"content": {"image/png": {}}, "description": "standardized PNG"}},
+    summary="Standardized image of an indexed case")
+async def case_image(
+    request: Request,
+    case_id: int = CaseId,
+    size: int | None = Query(None, ge=16, description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
+    engine: Any = Depends(get_engine),
+    settings: APISettings = Depends(get_api_settings),
+) -> Response:
+    """The PNG the model saw (``size`` resizes it, bounded); only indexed cases can be served."""
+    if size is not None and size > settings.max_thumb_size:
+        raise HTTPException(422, f"size must be at most {settings.max_thumb_size}")
+
+    def work() -> bytes:
+        _get_case(engine, case_id)
+        return engine.case_image(case_id, size)
+
+    png = await run_blocking(request, work)
+    request.state.result_count = 1
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{case_id}/similar", response_model=SearchResponse, responses={**ERROR_RESPONSES, **_NOT_FOUND},
+            summary="Similar cases of an indexed case")
+async def similar(
+    request: Request,
+    case_id: int = CaseId,
+    k: int = Query(10, ge=1),
+    view: list[str] | None = Query(None),
+    sex: Literal["M", "F"] | None = Query(None),
+    age_min: float | None = Query(None, ge=0, le=130),
+    age_max: float | None = Query(None, ge=0, le=130),
+    source: list[str] | None = Query(None),
+    finding: list[str] | None = Query(None),
+    same_patient: Literal["exclude", "include", "only"] = Query("exclude"),
+    attention: bool = Query(False),
+    engine: Any = Depends(get_engine),
+    settings: APISettings = Depends(get_api_settings),
+) -> SearchResponse:
+    """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
+    p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)
+
+    def work() -> SearchResponse:
+        _get_case(engine, case_id)
+        result = engine.search(case_id, k=p.k, filters=p.filters(), with_attention=p.attention, **p.patient_flags())
+        result.hits = [h for h in result.hits if h.case.id != case_id]
+        return search_response(result, p.k, request.app.state.model_sha)
+
+    response = await run_blocking(request, work)
+    request.state.result_count = response.count
+    return response

@@ -1,0 +1,26 @@
+"""Liveness and readiness in one open endpoint (for load balancers and the page)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from search_api.schemas import HealthResponse
+
+router = APIRouter(tags=["health"])
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cxr-search")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+@router.get("/health", response_model=HealthResponse, summary="Liveness and whether the index is loaded")
+def health(request: Request) -> HealthResponse:
+    """Always 200 while the process runs; ``index_loaded`` false (with the reason) if the engine failed."""
+    loaded = getattr(request.app.state, "engine", None) is not None
+    reason = None if loaded else getattr(request.app.state, "engine_error", None)
+    return HealthResponse(index_loaded=loaded, reason=reason, version=_version())

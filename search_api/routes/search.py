@@ -1,0 +1,93 @@
+"""Upload endpoints: search, classify and embed a query image.
+
+The body is read by :func:`search_api.uploads.read_upload` (in memory, capped),
+so FastAPI does not parse it; ``openapi_extra`` documents the multipart form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.results import search_response
+from search_api.schemas import UPLOAD_ERRORS, ClassifyResponse, EmbedResponse, SearchResponse
+from search_api.settings import APISettings, get_api_settings
+from search_api.uploads import read_upload, require_image
+
+router = APIRouter(tags=["search"])
+
+_LIST = {"type": "array", "items": {"type": "string"}}
+_FORM_FIELDS: dict[str, Any] = {
+    "file": {"type": "string", "format": "binary", "description": "PNG, JPEG or DICOM (recognised by content)"},
+    "k": {"type": "integer", "minimum": 1, "default": 10, "description": "neighbours (at most CXR_API_MAX_K)"},
+    "view": {**_LIST, "description": "views to keep, e.g. PA, AP (repeat or comma-separate)"},
+    "sex": {"type": "string", "enum": ["M", "F"]},
+    "age_min": {"type": "number", "minimum": 0, "maximum": 130},
+    "age_max": {"type": "number", "minimum": 0, "maximum": 130},
+    "source": {**_LIST, "description": "sources to keep, e.g. covid-chestxray"},
+    "finding": {**_LIST, "description": "keep cases with any of these findings"},
+    "same_patient": {"type": "string", "enum": ["exclude", "include", "only"], "default": "exclude"},
+    "attention": {"type": "boolean", "default": True, "description": "return the attention map"},
+}
+
+
+def _upload_body(fields: tuple[str, ...]) -> dict[str, Any]:
+    schema = {"type": "object", "required": ["file"], "properties": {f: _FORM_FIELDS[f] for f in fields}}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": schema, "encoding": {f: {"style": "form", "explode": True}
+                                                               for f in ("view", "source", "finding")}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }}}
+
+
+async def _query(request: Request, settings: APISettings, *, attention_default: bool = True,
+                 allowed: tuple[str, ...] | None = None) -> tuple[bytes, Any]:
+    upload = await read_upload(request, settings.max_upload_bytes)
+    pairs = list(request.query_params.multi_items())
+    pairs += [(name, v) for name, values in upload.fields.items() for v in values]
+    kw = {"allowed": allowed} if allowed is not None else {}
+    params = parse_query_params(pairs, settings.max_k, attention_default=attention_default, **kw)
+    data = require_image(upload, settings.max_image_pixels)
+    return data, params
+
+
+@router.post("/search", response_model=SearchResponse, responses=UPLOAD_ERRORS,
+             summary="Similar cases of an uploaded image", openapi_extra=_upload_body(tuple(_FORM_FIELDS)))
+async def search(request: Request, engine: Any = Depends(get_engine),
+                 settings: APISettings = Depends(get_api_settings)) -> SearchResponse:
+    """The k most similar indexed cases, their kNN vote and prognosis, the attention map and standardized query."""
+    data, p = await _query(request, settings)
+
+    def work() -> SearchResponse:
+        result = engine.search(data, k=p.k, filters=p.filters(), with_attention=p.attention, **p.patient_flags())
+        return search_response(result, p.k, request.app.state.model_sha)
+
+    response = await run_blocking(request, work)
+    request.state.result_count = response.count
+    return response
+
+
+@router.post("/classify", response_model=ClassifyResponse, responses=UPLOAD_ERRORS,
+             summary="kNN vote of an uploaded image",
+             openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding")))
+async def classify(request: Request, engine: Any = Depends(get_engine),
+                   settings: APISettings = Depends(get_api_settings)) -> ClassifyResponse:
+    """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
+    data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
+    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=p.filters())
+    request.state.result_count = len(vote)
+    return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
+
+
+@router.post("/embed", response_model=EmbedResponse, responses=UPLOAD_ERRORS,
+             summary="Embedding of an uploaded image", openapi_extra=_upload_body(("file",)))
+async def embed(request: Request, engine: Any = Depends(get_engine),
+                settings: APISettings = Depends(get_api_settings)) -> EmbedResponse:
+    """The L2-normalised embedding the index uses, for researchers."""
+    data, _ = await _query(request, settings, allowed=())
+    vec = await run_blocking(request, engine.embed, data)
+    values = [float(x) for x in vec.reshape(-1)]
+    request.state.result_count = 1
+    return EmbedResponse(dim=len(values), embedding=values, model_sha256=request.app.state.model_sha)
