@@ -1,0 +1,1 @@
+"""Metric-learning training of the encoder (pytorch-metric-learning's multi-similarity loss)."""

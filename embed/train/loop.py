@@ -1,0 +1,248 @@
+"""The training loop: multi-similarity loss + miner + m-per-class sampler, validation, checkpoints.
+
+Run state (model, optimizer, scheduler, epoch, RNG, history) is written atomically to
+``RUN_DIR/last.pt`` after every epoch, so ``--resume`` continues exactly where a run
+stopped; the best epoch by validation MAP@R is kept as ``RUN_DIR/best.pt`` and, at the
+end, as the fp16 ``RUN_DIR/model.pt`` that the index and the API use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embed.errors import CXRError, DatasetError
+from embed.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    """Everything the loop needs from the datasets: records, classes, split, image datasets."""
+
+    records: list
+    labels: np.ndarray  # class index per record (only labelled records kept)
+    vocab: list[str]
+    train_ds: Any
+    val_ds: Any
+    std_cfg: Any
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> RunData:
+    """Load datasets, map labels, split by patient and read every image once (cache)."""
+    from embed.datasets import load_datasets
+    from embed.labels import build_vocab, label_of
+    from embed.standardize import StandardizeConfig
+    from embed.torchdata import CaseImageDataset
+    from embed.train.augment import AugmentConfig, RadiographAugment
+    from embed.train.split import patient_split
+
+    load = load_datasets(list(specs))
+    raw = [label_of(r, cfg.label_scheme) for r in load.records]
+    vocab = build_vocab(raw, min_count=cfg.min_class_count)
+    keep = [i for i, lab in enumerate(raw) if lab in vocab]
+    records = [load.records[i] for i in keep]
+    if len(vocab) < 2 or not records:
+        raise DatasetError(
+            f"training needs at least two classes with {cfg.min_class_count}+ images; found {vocab or 'none'} "
+            "in the given datasets (check their findings / folder names)"
+        )
+    labels = np.array([vocab.index(raw[i]) for i in keep], dtype=np.int64)
+    log.info("%d labelled images in %d classes: %s", len(records), len(vocab),
+             {v: int((labels == j).sum()) for j, v in enumerate(vocab)})
+    train_idx, val_idx = patient_split(records, [vocab[j] for j in labels], cfg.val_fraction, cfg.seed)
+    if cfg.max_train_images and len(train_idx) > cfg.max_train_images:
+        rng = np.random.default_rng(cfg.seed)
+        train_idx = sorted(rng.choice(train_idx, cfg.max_train_images, replace=False).tolist())
+    std_cfg = StandardizeConfig.from_dict({**cfg.standardize, "size": cfg.image_size})
+    aug = RadiographAugment(AugmentConfig(**cfg.augment))
+    train_ds = CaseImageDataset([records[i] for i in train_idx], std_cfg, transform=aug, in_memory=True,
+                                progress=progress)
+    val_ds = CaseImageDataset([records[i] for i in val_idx], std_cfg, in_memory=True, progress=progress)
+    # dataset item indices are into the records each was given: keep the map to the global list
+    train_ds.global_of, val_ds.global_of = train_idx, val_idx
+    train_ds.global_index = [train_idx[i] for i in train_ds.kept]  # per dataset position
+    val_ds.global_index = [val_idx[i] for i in val_ds.kept]
+    log.info("split: %d train / %d validation images (patient-disjoint)", len(train_ds), len(val_ds))
+    return RunData(records, labels, vocab, train_ds, val_ds, std_cfg)
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _loader(ds, batch_size: int, cfg: TrainConfig, sampler=None, shuffle=False):
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, shuffle=shuffle, drop_last=sampler is not None,
+        num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )
+
+
+def validate(model, data: RunData, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Validation metrics on the patient-disjoint split."""
+    from embed.train.split import patient_key
+    from embed.train.validate import embed_loader, retrieval_metrics
+
+    emb, local = embed_loader(model, _loader(data.val_ds, 64, cfg), device)
+    gidx = [data.val_ds.global_of[i] for i in local]
+    recs = [data.records[i] for i in gidx]
+    return retrieval_metrics(
+        emb, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab), k=cfg.eval_k
+    )
+
+
+def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run in ``out_dir``; returns the best validation metrics."""
+    from pytorch_metric_learning import losses, miners, samplers
+    from tqdm import tqdm
+
+    from embed.models import create_model
+    from embed.models.checkpoint import atomic_torch_save, checkpoint_dict, save_checkpoint
+
+    out = Path(out_dir)
+    state_path = out / "last.pt"
+    if state_path.exists() and not resume:
+        raise CXRError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.yaml")
+    t0 = time.monotonic()
+    torch.manual_seed(cfg.seed)
+    data = prepare_data(cfg, specs, progress=progress)
+    device = select_device(cfg.device)
+    use_amp = cfg.amp and device.type == "cuda"
+    n_cls = len(data.vocab)
+    train_labels = data.labels[data.train_ds.global_index]
+    m = max(1, cfg.m_per_class)
+    bs = min(cfg.batch_size, m * len(set(train_labels.tolist())))
+    bs = max(m, bs - bs % m)
+    steps = cfg.steps_per_epoch or max(1, len(data.train_ds) // bs)
+    sampler = samplers.MPerClassSampler(train_labels, m=m, batch_size=bs, length_before_new_iter=steps * bs)
+    loader = _loader(data.train_ds, bs, cfg, sampler=sampler)
+
+    model = create_model(cfg.model, num_classes=n_cls if cfg.aux_ce_weight > 0 else 0,
+                         input_size=cfg.image_size, **cfg.model_overrides).to(device)
+    loss_fn = losses.MultiSimilarityLoss(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base)
+    miner = miners.MultiSimilarityMiner(epsilon=cfg.miner_epsilon)
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(cfg.epochs * steps, int(cfg.warmup_epochs * steps)))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best, bad_epochs, history = 0, -1.0, 0, []
+    if resume and state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"]["state_dict"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        start_epoch, best, bad_epochs, history = st["epoch"] + 1, st["best"], st["bad_epochs"], st["history"]
+        torch.set_rng_state(st["rng"])
+        log.info("resumed %s at epoch %d (best MAP@R %.4f)", out, start_epoch + 1, best)
+    elif resume:
+        log.warning("no run state in %s: starting from scratch", out)
+
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+    stopped = None
+    for epoch in range(start_epoch, cfg.epochs):
+        np.random.seed(cfg.seed + epoch)  # MPerClassSampler draws from numpy: reproducible on resume
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        model.train()
+        t_ep = time.monotonic()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        running, n = 0.0, 0
+        for x, idx in bar:
+            y = torch.from_numpy(data.labels[[data.train_ds.global_of[int(i)] for i in idx]])
+            x, y = x.to(device, non_blocking=True), y.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                outp = model(x)
+            emb = outp["embedding"].float()
+            loss = loss_fn(emb, y, miner(emb, y))
+            if "logits" in outp:
+                loss = loss + cfg.aux_ce_weight * ce(outp["logits"].float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            running, n = running + loss.item(), n + 1
+            bar.set_postfix(loss=f"{running / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if budget and time.monotonic() - t0 > budget:
+                stopped = "time budget"
+                break
+        metrics = validate(model, data, cfg, device)
+        metrics.update(epoch=epoch + 1, train_loss=running / max(1, n), epoch_s=round(time.monotonic() - t_ep, 1))
+        history.append(metrics)
+        score = metrics.get("mean_average_precision_at_r") or 0.0
+        log.info("epoch %d: loss %.4f  P@1 %s  MAP@R %s  kNN-AUC %s  (%.0fs)", epoch + 1, metrics["train_loss"],
+                 _f(metrics.get("precision_at_1")), _f(score), _f(metrics.get("knn_auc")), metrics["epoch_s"])
+        if score > best:
+            best, bad_epochs = score, 0
+            save_checkpoint(out / "best.pt", model, std_cfg=data.std_cfg, labels=data.vocab,
+                            train_cfg=cfg.to_dict(), metrics=metrics)
+        else:
+            bad_epochs += 1
+        atomic_torch_save({
+            "model": checkpoint_dict(model, std_cfg=data.std_cfg, labels=data.vocab, train_cfg=cfg.to_dict(),
+                                     metrics=metrics),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
+            "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(),
+        }, state_path)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        if stopped is None and bad_epochs >= cfg.patience:
+            stopped = f"no MAP@R gain for {cfg.patience} epochs"
+        if stopped is None and budget:
+            per_epoch = (time.monotonic() - t0) / (epoch + 1 - start_epoch)
+            if time.monotonic() - t0 + per_epoch > budget:
+                stopped = "time budget (next epoch would not fit)"
+        if stopped:
+            log.info("stopping after epoch %d: %s", epoch + 1, stopped)
+            break
+    export_release(out, half=cfg.release_half)
+    summary = {"best_map_r": best, "epochs_run": len(history), "stopped": stopped or "completed",
+               "minutes": round((time.monotonic() - t0) / 60, 2), "vocab": data.vocab,
+               "n_train": len(data.train_ds), "n_val": len(data.val_ds)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def export_release(run_dir: Path, half: bool = True) -> Path | None:
+    """best.pt -> model.pt: fp16 weights, no auxiliary head (what the index and API load)."""
+    from embed.models import load_checkpoint, save_checkpoint
+
+    best = run_dir / "best.pt"
+    if not best.exists():
+        return None
+    lm = load_checkpoint(best)
+    target = run_dir / "model.pt"
+    save_checkpoint(target, lm.model, std_cfg=lm.std_cfg, labels=lm.labels, train_cfg=lm.meta.get("train_cfg"),
+                    metrics=lm.meta.get("metrics"), half=half, keep_classifier=False)
+    shutil.copy2(run_dir / "config.yaml", run_dir / "model.yaml") if (run_dir / "config.yaml").exists() else None
+    return target
+
+
+def _f(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

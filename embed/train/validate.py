@@ -1,0 +1,91 @@
+"""Validation metrics for a training run: P@1 and MAP@R (pytorch-metric-learning) and kNN-vote AUC.
+
+The kNN vote leaves out the query itself and every image of the same patient, so a
+patient's follow-up film cannot vote for it; MAP@R and P@1 come from
+``AccuracyCalculator`` as the library computes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_loader(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, list[int]]:
+    """Embeddings [N,D] float32 and the record indices they belong to."""
+    model.eval()
+    embs, idx = [], []
+    for x, i in loader:
+        out = model(x.to(device, non_blocking=True))
+        embs.append(out["embedding"].float().cpu())
+        idx.extend(int(v) for v in i)
+    if not embs:
+        return np.zeros((0, 0), np.float32), []
+    return torch.cat(embs).numpy(), idx
+
+
+def knn_vote_scores(
+    emb: np.ndarray, labels: np.ndarray, groups: Sequence[str], n_classes: int, k: int = 10
+) -> np.ndarray:
+    """Similarity-weighted vote of the k nearest other-patient neighbours: [N, n_classes], rows sum to 1."""
+    sim = emb @ emb.T
+    g = np.asarray(groups)
+    sim[g[:, None] == g[None, :]] = -np.inf  # self and same patient
+    k = max(1, min(k, len(emb) - 1))
+    nn = np.argpartition(-sim, kth=k - 1, axis=1)[:, :k]
+    scores = np.zeros((len(emb), n_classes), np.float64)
+    rows = np.arange(len(emb))[:, None]
+    w = np.clip(sim[rows, nn], 0, None)
+    w[~np.isfinite(w)] = 0
+    np.add.at(scores, (np.repeat(rows, k, 1), labels[nn]), w + 1e-6)
+    return scores / scores.sum(1, keepdims=True)
+
+
+def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean one-vs-rest ROC AUC over classes that have positives and negatives."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs = []
+    for c in range(scores.shape[1]):
+        y = labels == c
+        if 0 < y.sum() < len(y):
+            aucs.append(roc_auc_score(y, scores[:, c]))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def retrieval_metrics(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    groups: Sequence[str],
+    sources: Sequence[str],
+    n_classes: int,
+    k: int = 10,
+) -> dict[str, float | None | dict]:
+    """precision_at_1, mean_average_precision_at_r, knn_auc (macro) and knn_auc per source."""
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    if len(emb) < 3:
+        return {"precision_at_1": None, "mean_average_precision_at_r": None, "knn_auc": None}
+    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count")
+    t = torch.from_numpy(emb)
+    lab = torch.from_numpy(labels)
+    acc = calc.get_accuracy(t, lab, t, lab, ref_includes_query=True)
+    scores = knn_vote_scores(emb, labels, groups, n_classes, k=k)
+    out: dict[str, float | None | dict] = {
+        "precision_at_1": float(acc["precision_at_1"]),
+        "mean_average_precision_at_r": float(acc["mean_average_precision_at_r"]),
+        "knn_auc": macro_auc(scores, labels),
+    }
+    src = np.asarray(sources)
+    per = {}
+    for s in sorted(set(sources)):
+        m = src == s
+        per[s] = macro_auc(scores[m], labels[m])
+    out["knn_auc_by_source"] = per
+    return out
