@@ -151,7 +151,7 @@ def metadata_rows(case: dict[str, Any]) -> list[tuple[str, str]]:
     """Flattened (field, value) rows of a case for the detail view; image paths are never shown."""
     rows: list[tuple[str, str]] = []
     for key, value in case.items():
-        if key in ("image_path", "image_url", "extra", "prognosis"):
+        if key in ("image_path", "image_url", "sha256", "extra", "prognosis"):
             continue
         if isinstance(value, list):
             value = ", ".join(map(str, value))

@@ -16,17 +16,27 @@ SAME_PATIENT_LABELS = {
 }
 
 
+def _sections(stats: Any, depth: int = 2) -> list[dict[str, Any]]:
+    """The stats dict and its nested dicts (the engine's own stats sit under "engine")."""
+    if not isinstance(stats, dict):
+        return []
+    out = [stats]
+    if depth > 0:
+        for v in stats.values():
+            out += _sections(v, depth - 1)
+    return out
+
+
 def _names(stats: dict[str, Any] | None, *keys: str) -> list[str]:
     """Option names from a stats section, whether a {name: count} dict or a list; most frequent first."""
-    if not stats:
-        return []
-    for section in (stats, stats.get("engine") or {}):
+    for section in _sections(stats):
         for key in keys:
-            value = section.get(key) if isinstance(section, dict) else None
+            value = section.get(key)
             if isinstance(value, dict) and value:
-                return [str(k) for k, _ in sorted(value.items(), key=lambda kv: (-_num(kv[1]), str(kv[0])))]
-            if isinstance(value, list) and value:
-                return [str(v) for v in value]
+                ranked = sorted(value.items(), key=lambda kv: (-_num(kv[1]), str(kv[0])))
+                return [str(k) for k, _ in ranked if str(k) != "unknown"]
+            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                return [v for v in value if v != "unknown"]
     return []
 
 
@@ -37,16 +47,16 @@ def _num(v: Any) -> float:
 def example_ids(stats: dict[str, Any] | None, n: int = 12) -> list[int]:
     """Case ids spread over the index (ids are assigned in build order, so this spans sources).
 
-    The API has no listing endpoint; ids run 0..cases-1 or 1..cases, and the page
-    drops the ones that turn out not to exist when fetching them.
+    The API has no listing endpoint; ids may start at 0 or 1 and have gaps after
+    removals, so the page drops the candidates that turn out not to exist.
     """
     total = int((stats or {}).get("cases") or 0)
     if total <= 0:
         return []
     if total <= n:
-        return list(range(1, total + 1))
+        return list(range(0, total + 1))
     step = total / n
-    return sorted({1 + int(i * step) for i in range(n)})
+    return sorted({int(i * step) for i in range(n)} | {total})
 
 
 def search_controls(stats: dict[str, Any] | None) -> SearchParams:
@@ -54,15 +64,15 @@ def search_controls(stats: dict[str, Any] | None) -> SearchParams:
     sb = st.sidebar
     sb.header("Search settings")
     k = sb.slider("Number of similar cases (k)", 1, 50, 10, key="k")
-    views = sorted(set(DEFAULT_VIEWS) | set(_names(stats, "views", "view")))
+    views = sorted(set(DEFAULT_VIEWS) | set(_names(stats, "views", "by_view")))
     view = sb.multiselect("View", views, key="f_view", help="Any of the selected views; none = all views")
     sex_label = sb.selectbox("Sex", ["Any", "F", "M"], key="f_sex")
     use_age = sb.checkbox("Filter by age", key="f_use_age")
     age_min = age_max = None
     if use_age:
         age_min, age_max = sb.slider("Age range (years)", 0, 100, (0, 100), key="f_age")
-    source = sb.multiselect("Source", _names(stats, "sources", "source"), key="f_source")
-    finding = sb.multiselect("Finding", _names(stats, "findings", "finding"), key="f_finding",
+    source = sb.multiselect("Source", _names(stats, "sources", "by_source"), key="f_source")
+    finding = sb.multiselect("Finding", _names(stats, "findings", "by_finding"), key="f_finding",
                              help="Cases having any of the selected findings")
     same = sb.radio("Same patient", list(SAME_PATIENT_LABELS), format_func=SAME_PATIENT_LABELS.get,
                     key="f_same_patient",
