@@ -66,6 +66,8 @@ def _open_engine(settings: APISettings) -> Any:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the engine once; a failure leaves the app up with ``/health`` saying why."""
     settings: APISettings = app.state.settings
+    if not logging.getLogger().handlers and not logging.getLogger("cxr").handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # worker processes
     given = app.state.engine
     app.state.engine_error = None
     if given is None:
