@@ -18,7 +18,7 @@ from embed.datasets.base import (
 )
 
 # Readers register themselves on import.
-from embed.datasets import covid_chestxray, imagefolder, kermany, nih14  # noqa: E402,F401  isort: skip
+from embed.datasets import chexpert, covid_chestxray, csv_manifest, dicom, imagefolder, kermany, nih14  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DATASET_KINDS",

@@ -216,8 +216,8 @@ def rel_id(source: str, path: Path, root: Path) -> str:
     """The stable case id: ``<source>/<path relative to root>`` with forward slashes."""
     try:
         rel = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path(path.name)
+    except ValueError:  # outside the root (absolute path in a manifest): keep the whole path
+        rel = Path(path.resolve().as_posix().lstrip("/"))
     return f"{source}/{rel.as_posix()}"
 
 
