@@ -95,6 +95,7 @@ def features_metadata(path: str | Path) -> dict:
         key = k.decode("utf-8", "replace")
         if key.startswith("pandas") or key == "ARROW:schema":
             continue
+        key = key.removeprefix("cxr.")
         out[key] = v.decode("utf-8", "replace")
     return out
 

@@ -83,6 +83,9 @@ def write_parquet(df: pd.DataFrame, emb: np.ndarray, path: Path) -> Path:
     table = pa.Table.from_pandas(df, preserve_index=False)
     flat = pa.array(emb.reshape(-1), type=pa.float32())
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]))
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"model_sha256": b"synthetic"})
+    # the key/value metadata embed.export writes (cxr.* keys)
+    meta = {b"cxr.format": b"cxr-search-features/1", b"cxr.model_sha256": b"synthetic",
+            b"cxr.embed_dim": str(emb.shape[1]).encode()}
+    table = table.replace_schema_metadata(meta)
     pq.write_table(table, path)
     return path
