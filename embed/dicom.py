@@ -25,7 +25,8 @@ import warnings
 
 import numpy as np
 
-from embed.errors import ImageTooLargeError, TruncatedImageError, UnsupportedImageError
+from embed.errors import TruncatedImageError, UnsupportedImageError
+from embed.image import check_pixel_count
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,7 @@ def read_dicom(
     rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
     samples = _int(ds, "SamplesPerPixel", 1) or 1
     frames = _int(ds, "NumberOfFrames", 1) or 1
-    if rows * cols > max_pixels:
-        raise ImageTooLargeError(
-            f"{name} declares {cols} x {rows} = {rows * cols:,} pixels, more than the limit of {max_pixels:,}; "
-            "downscale it first (or raise max_pixels if you trust the source)"
-        )
-    if rows <= 0 or cols <= 0:
-        raise TruncatedImageError(f"{name}: DICOM header has no valid Rows/Columns; the file is corrupt")
+    check_pixel_count(rows, cols, samples, max_pixels, name)
     if frames > 1:
         raise UnsupportedImageError(
             f"{name} is a multi-frame DICOM ({frames} frames); export the single radiograph frame you want"

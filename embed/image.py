@@ -108,7 +108,7 @@ def read_image(
     ``ImageTooLargeError`` (header declares more than ``max_pixels``).
     ``correct_photometric=False`` leaves MONOCHROME1 / INVERSE images un-inverted.
     """
-    data, name = _load_bytes(src)
+    data, name = _load_bytes(src, max_bytes=max_file_bytes(max_pixels))
     if not data:
         raise NotAnImageError(f"{name} is empty: give a PNG, JPEG or DICOM file")
     kind = sniff_format(data[:132])
@@ -140,12 +140,30 @@ def read_image(
     return CXRImage(pixels=pixels, meta=meta, format=kind)
 
 
-def _load_bytes(src: str | Path | bytes | bytearray | memoryview) -> tuple[bytes, str]:
+def max_file_bytes(max_pixels: int) -> int:
+    """Largest file worth reading for ``max_pixels``: 3 samples of 64 bits per pixel plus 64 MiB of header."""
+    return int(max_pixels) * 24 + (64 << 20)
+
+
+def _too_many_bytes(n: int, max_bytes: int, name: str) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"{name} is {n:,} bytes, more than any image within the pixel limit needs ({max_bytes:,}); "
+        "downscale it first (or raise max_pixels if you trust the source)"
+    )
+
+
+def _load_bytes(src: str | Path | bytes | bytearray | memoryview, *, max_bytes: int) -> tuple[bytes, str]:
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src), "the uploaded image"
+        data = bytes(src)
+        if len(data) > max_bytes:
+            raise _too_many_bytes(len(data), max_bytes, "the uploaded image")
+        return data, "the uploaded image"
     if isinstance(src, (str, Path)):
         path = Path(src)
         try:
+            size = path.stat().st_size
+            if size > max_bytes and path.is_file():
+                raise _too_many_bytes(size, max_bytes, path.name)
             return path.read_bytes(), path.name
         except FileNotFoundError as exc:
             raise ImageReadError(f"image file not found: {path}; check the path") from exc

@@ -294,3 +294,10 @@ def test_dx_inverse_bone_bright(shared_data):
     assert x[12:20, 5:90].mean() < x[40:70, 5:90].mean()
     r = standardize(raw, StandardizeConfig(size=96))
     assert r[12:20, 5:90].mean() > r[40:70, 5:90].mean()  # uncorrected, the air is bright
+
+
+def test_file_meta_without_preamble_reads():
+    """Some writers drop the 128-byte preamble but keep 'DICM' and the file meta."""
+    data = make_dicom(RAMP12, bits_stored=12)
+    img = read_image(data[128:])
+    np.testing.assert_array_equal(img.pixels, RAMP12.astype(np.float32))

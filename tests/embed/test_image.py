@@ -246,3 +246,18 @@ def test_arbitrary_bytes_only_raise_read_errors():
 def test_errors_are_cxr_errors_with_http_status():
     for exc_type, status in ((NotAnImageError, 415), (TruncatedImageError, 422), (ImageTooLargeError, 413)):
         assert issubclass(exc_type, CXRError) and exc_type.http_status == status
+
+
+def test_oversized_file_refused_before_reading(tmp_path):
+    """A file far bigger than any image within the pixel limit could need is not even read."""
+    from embed.image import max_file_bytes
+
+    limit = max_file_bytes(10)
+    blob = _png(GREY8) + bytes(limit)
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        read_image(blob, max_pixels=10)
+    path = tmp_path / "big.png"
+    path.write_bytes(blob)
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        read_image(path, max_pixels=10)
+    assert read_image(path).pixels.shape == GREY8.shape  # default limit: fine
