@@ -301,3 +301,57 @@ def test_file_meta_without_preamble_reads():
     data = make_dicom(RAMP12, bits_stored=12)
     img = read_image(data[128:])
     np.testing.assert_array_equal(img.pixels, RAMP12.astype(np.float32))
+
+
+@pytest.mark.parametrize("syntax", ["JPEG2000Lossless", "RLELossless"])
+def test_compressed_monochrome1_12_bit(syntax):
+    """Compressed pixel data (encoded here by pydicom/pylibjpeg) decodes losslessly, then is inverted."""
+    import pydicom.uid
+
+    stored = (np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 2) % 4096
+    ds = make_dataset(stored, bits_stored=12, photometric="MONOCHROME1")
+    try:
+        ds.compress(getattr(pydicom.uid, syntax), stored)
+    except RuntimeError as exc:  # encoder plugin missing in this environment
+        pytest.skip(f"cannot encode {syntax} here: {exc}")
+    data = to_bytes(ds)
+    raw = read_image(data, correct_photometric=False)
+    np.testing.assert_array_equal(raw.pixels, stored.astype(np.float32))
+    assert raw.meta["transfer_syntax"] == getattr(pydicom.uid, syntax).name
+    np.testing.assert_array_equal(read_image(data).pixels, stored.max() + stored.min() - stored.astype(np.float32))
+
+
+def test_ybr_jpeg_colour_dicom_becomes_luminance():
+    """A colour secondary capture (JPEG baseline, YBR_FULL_422) reads as the luminance of its RGB."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    rgb = np.zeros((32, 40, 3), np.uint8)
+    rgb[..., 0] = np.linspace(0, 255, 40)
+    rgb[..., 1] = 120
+    rgb[..., 2] = np.linspace(255, 0, 32)[:, None]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=95)
+    ds = make_dataset(rgb, photometric="YBR_FULL_422")
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    img = read_image(to_bytes(ds))
+    assert img.pixels.shape == (32, 40)
+    lum = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(img.pixels - lum).mean() < 2.0
+
+
+def test_palette_colour_dicom_uses_its_lut():
+    idx = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    ds = make_dataset(idx, photometric="PALETTE COLOR")
+    ramp = (np.arange(256) * 257).astype("<u2")  # 16-bit entries
+    # (descriptor tag, data tag, scale) for red, green, blue
+    for descriptor, lut, scale in ((0x00281101, 0x00281201, 1.0), (0x00281102, 0x00281202, 0.5),
+                                   (0x00281103, 0x00281203, 0.0)):
+        ds.add(DataElement(descriptor, "US", [256, 0, 16]))
+        ds.add(DataElement(lut, "OW", (ramp * scale).astype("<u2").tobytes()))
+    img = read_image(to_bytes(ds))
+    expected = (0.299 + 0.587 * 0.5) * (idx.astype(float) * 257)
+    np.testing.assert_allclose(img.pixels, expected, rtol=1e-3, atol=2)
