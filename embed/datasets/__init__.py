@@ -18,7 +18,17 @@ from embed.datasets.base import (
 )
 
 # Readers register themselves on import.
-from embed.datasets import chexpert, covid_chestxray, csv_manifest, dicom, imagefolder, kermany, nih14  # noqa: E402,F401  isort: skip
+from embed.datasets import (  # noqa: E402,F401  isort: skip
+    chexpert,
+    covid_chestxray,
+    csv_manifest,
+    dicom,
+    imagefolder,
+    kermany,
+    nih14,
+    padchest,
+    vindr,
+)
 
 __all__ = [
     "DATASET_KINDS",
