@@ -92,6 +92,7 @@ class MetadataStore(Protocol):
     def sha_to_id(self) -> dict[str, int]: ...
     def deleted_ids(self) -> np.ndarray: ...
     def mark_deleted(self, ids: Iterable[int]) -> int: ...
+    def revive(self, ids: Iterable[int]) -> int: ...
     def delete(self, ids: Iterable[int]) -> int: ...
     def count(self, include_deleted: bool = False) -> int: ...
     def max_id(self) -> int: ...
@@ -189,6 +190,15 @@ class SQLiteStore:
                 cur = conn.executemany("UPDATE cases SET deleted = 1 WHERE id = ? AND deleted = 0", ids)
         return cur.rowcount
 
+    def revive(self, ids: Iterable[int]) -> int:
+        """Undo a tombstone (the same image added again while its vector is still in the index)."""
+        ids = [(int(i),) for i in ids]
+        with self._lock:
+            conn = self._conn()
+            with conn:
+                cur = conn.executemany("UPDATE cases SET deleted = 0 WHERE id = ?", ids)
+        return cur.rowcount
+
     def delete(self, ids: Iterable[int]) -> int:
         """Remove cases and their finding links for good."""
         ids = [(int(i),) for i in ids]
@@ -256,6 +266,11 @@ class SQLiteStore:
     def sha_to_id(self) -> dict[str, int]:
         """Content hash -> id of every stored case (deleted ones too: a re-add revives nothing twice)."""
         return {sha: i for i, sha in self._conn().execute("SELECT id, sha256 FROM cases")}
+
+    def sha_to_id_one(self, sha: str) -> int | None:
+        """Id of the live case with this content hash, if any."""
+        r = self._conn().execute("SELECT id FROM cases WHERE sha256 = ? AND deleted = 0", (sha,)).fetchone()
+        return int(r[0]) if r else None
 
     def deleted_ids(self) -> np.ndarray:
         return self._ids("SELECT id FROM cases WHERE deleted = 1 ORDER BY id")

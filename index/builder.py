@@ -1,0 +1,371 @@
+"""Build, extend, shrink and compact an index folder; every change is atomic (see index.layout).
+
+An index folder holds ``manifest.json``, ``store.sqlite`` (metadata), ``index.faiss``
+and ``vectors.npy``/``ids.npy`` (the raw embeddings, so rebuilds never re-embed).
+Cases are deduplicated by content sha256: building or adding the same images twice
+adds nothing, and a case keeps its id across rebuilds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embed.errors import IndexStateError
+from index.embedding import embed_paths, hash_files
+from index.faiss_index import VectorIndex
+from index.layout import disk_size, staging
+from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
+from index.selection import IndexSpec, choose_index
+from index.store import STORE_FILE, SQLiteStore, StoredCase
+from index.vectors import VectorTable, save_vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    """What a build/add did: counts, and the rows and images that were skipped, with reasons."""
+
+    index_dir: str
+    total: int = 0
+    added: int = 0
+    duplicates: int = 0
+    reused_vectors: int = 0
+    skipped_rows: dict[str, int] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    index_type: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{self.added} added", f"{self.duplicates} duplicates skipped", f"{len(self.unreadable)} unreadable"]
+        if self.skipped_rows:
+            parts.append("dataset rows skipped: " + ", ".join(f"{k} {v}" for k, v in self.skipped_rows.items()))
+        return (f"index {self.index_dir}: {self.total} cases ({'; '.join(parts)}); "
+                f"{self.index_type} index ({self.reason}); {self.seconds:.1f} s")
+
+
+def open_embedder(model: str | Path | None = None, device: str | None = None, batch_size: int = 32) -> Any:
+    """An Embedder for ``model``, or for the released model when none is given."""
+    from embed.inference import Embedder
+
+    if model is None:
+        from embed.models import released_model_path
+
+        model = released_model_path()
+    return Embedder.from_checkpoint(model, device=device, batch_size=batch_size)
+
+
+def _load_records(datasets: Sequence[Any], report: BuildReport, dataset_opts: dict[str, Any] | None) -> list[Any]:
+    """KIND:PATH specs -> CaseRecords (records given directly pass through); skipped rows counted."""
+    if datasets and not isinstance(datasets[0], str):
+        return list(datasets)
+    from embed.datasets import load_datasets
+
+    load = load_datasets(list(datasets), **(dataset_opts or {}))
+    report.skipped_rows = dict(Counter(s.reason for s in load.skipped))
+    return list(load.records)
+
+
+def _new_cases(
+    records: list[Any],
+    embedder: Any,
+    report: BuildReport,
+    *,
+    known: dict[str, int],
+    next_id: int,
+    reuse: VectorTable | None = None,
+    keep_known: bool = False,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[list[StoredCase], np.ndarray]:
+    """Hash, deduplicate and embed records into StoredCases with vectors.
+
+    ``known`` maps sha256 -> id of cases already indexed: they are skipped (add), or kept
+    with their old id and, where ``reuse`` holds their vector, not re-embedded (build).
+    """
+    shas = hash_files([r.image_path for r in records])
+    chosen: list[tuple[Any, str, int]] = []
+    seen: set[str] = set()
+    for rec, sha in zip(records, shas):
+        if sha is None:
+            report.unreadable.append((rec.case_id, "file missing or unreadable"))
+            continue
+        if sha in seen or (sha in known and not keep_known):
+            report.duplicates += 1
+            continue
+        seen.add(sha)
+        if sha in known:
+            cid = known[sha]
+        else:
+            cid, next_id = next_id, next_id + 1
+        chosen.append((rec, sha, cid))
+    dim = int(embedder.embed_dim)
+    vectors = np.zeros((len(chosen), dim), np.float32)
+    ok = np.zeros(len(chosen), bool)
+    todo: list[int] = []
+    for j, (_, _, cid) in enumerate(chosen):
+        if reuse is not None and reuse.has(cid):
+            vectors[j] = reuse.get(np.array([cid]))[0]
+            ok[j] = True
+            report.reused_vectors += 1
+        else:
+            todo.append(j)
+    out = embed_paths(embedder, [chosen[j][0].image_path for j in todo], batch_size=batch_size,
+                      workers=workers, progress=progress)
+    for p, vec in zip(out.positions, out.vectors):
+        vectors[todo[p]] = vec
+        ok[todo[p]] = True
+    for p, reason in out.failures:
+        report.unreadable.append((chosen[todo[p]][0].case_id, reason))
+    cases = [
+        StoredCase(
+            id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
+            patient=rec.patient, view=rec.view, sex=rec.sex, age=rec.age, day_offset=rec.day_offset,
+            findings=list(rec.findings), prognosis=dict(rec.prognosis), licence=rec.licence, extra=dict(rec.extra),
+        )
+        for (rec, sha, cid), good in zip(chosen, ok) if good
+    ]
+    return cases, vectors[ok]
+
+
+def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, spec: IndexSpec,
+           manifest: Manifest) -> VectorIndex:
+    """Write vectors, FAISS index and manifest (last: its presence marks a complete folder)."""
+    dim = manifest.embed_dim
+    save_vectors(tmp, ids, vectors)
+    vindex = VectorIndex.build(spec, vectors, ids, dim) if len(ids) else VectorIndex.create(IndexSpec("flat"), dim)
+    vindex.save(tmp)
+    manifest.index_type = vindex.spec.type
+    manifest.index_params = dict(vindex.spec.params)
+    manifest.counts = {"cases": store.count(), "deleted": store.count(include_deleted=True) - store.count(),
+                       "vectors": vindex.ntotal}
+    manifest.updated_unix = time.time()
+    store.close()
+    manifest.write(tmp)
+    return vindex
+
+
+def _spec(n: int, dim: int, requested: str) -> IndexSpec:
+    spec = choose_index(n, dim, override=requested)
+    if spec.type in ("ivf", "ivfpq") and n < int(spec.params["nlist"]):
+        log.warning("only %d vectors: too few to train %s with %d lists; using an exact index", n, spec.type,
+                    spec.params["nlist"])
+        spec = IndexSpec("flat", reason=f"{n} vectors are too few for {requested}")
+    spec.params["requested"] = requested
+    log.info("index type %s (%s): %s", spec.type, spec.reason, {k: v for k, v in spec.params.items()})
+    return spec
+
+
+def build_index(
+    datasets: Sequence[Any],
+    out: str | Path,
+    *,
+    model: str | Path | None = None,
+    embedder: Any = None,
+    index_type: str = "auto",
+    batch_size: int = 32,
+    workers: int | None = None,
+    keep_old: bool = False,
+    progress: bool = True,
+    dataset_opts: dict[str, Any] | None = None,
+) -> BuildReport:
+    """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
+
+    Cases already in an existing ``out`` keep their ids; built with the same model, their
+    vectors are reused instead of re-embedded.
+    """
+    t0 = time.time()
+    out = Path(out).resolve()
+    embedder = embedder or open_embedder(model, batch_size=batch_size)
+    report = BuildReport(index_dir=str(out))
+    records = _load_records(datasets, report, dataset_opts)
+    known: dict[str, int] = {}
+    reuse: VectorTable | None = None
+    next_id = 1
+    if (out / MANIFEST_FILE).is_file() and (out / STORE_FILE).is_file():
+        old = SQLiteStore(out / STORE_FILE, read_only=True)
+        known, next_id = old.sha_to_id(), old.max_id() + 1
+        old.close()
+        try:
+            check_compatible(Manifest.read(out), model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
+                             index_dir=out)
+            reuse = VectorTable(out)
+        except Exception as exc:  # noqa: BLE001 - another model: every image is embedded again
+            log.info("existing index not reusable for vectors (%s): embedding every image", type(exc).__name__)
+    cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
+                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress)
+    ids = np.array([c.id for c in cases], dtype=np.int64)
+    spec = _spec(len(ids), embedder.embed_dim, index_type)
+    manifest = Manifest(
+        model_sha256=embedder.model_sha256, model_path=str(model) if model else None,
+        model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
+        embed_dim=int(embedder.embed_dim), std_config=std_dict(embedder.std_cfg),
+        std_fingerprint=std_fingerprint(embedder.std_cfg), index_type=spec.type, faiss_version=_faiss_version(),
+        history=[{"op": "build", "unix": time.time(), "added": len(cases)}],
+    )
+    with staging(out, keep_old=keep_old) as tmp:
+        store = SQLiteStore(tmp / STORE_FILE, create=True)
+        store.add(cases)
+        _write(tmp, store, ids, vectors, spec, manifest)
+    report.total, report.added = len(cases), len(cases)
+    report.index_type, report.reason, report.seconds = spec.type, spec.reason, time.time() - t0
+    log.info(report.summary())
+    return report
+
+
+def _faiss_version() -> str:
+    import faiss
+
+    return str(getattr(faiss, "__version__", ""))
+
+
+def _open_parts(index_dir: Path) -> tuple[Manifest, SQLiteStore, VectorTable]:
+    manifest = Manifest.read(index_dir)
+    return manifest, SQLiteStore(index_dir / STORE_FILE, read_only=True), VectorTable(index_dir, mmap=False)
+
+
+def _spec_of(manifest: Manifest) -> IndexSpec:
+    return IndexSpec(manifest.index_type, dict(manifest.index_params))
+
+
+def add_to_index(
+    index_dir: str | Path,
+    datasets: Sequence[Any],
+    *,
+    model: str | Path | None = None,
+    embedder: Any = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+    dataset_opts: dict[str, Any] | None = None,
+) -> BuildReport:
+    """Add new cases (by content hash) to an existing index built with the same model."""
+    t0 = time.time()
+    index_dir = Path(index_dir).resolve()
+    manifest, store, table = _open_parts(index_dir)
+    embedder = embedder or open_embedder(model or manifest.model_path, batch_size=batch_size)
+    check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
+    report = BuildReport(index_dir=str(index_dir))
+    records = _load_records(datasets, report, dataset_opts)
+    known = store.sha_to_id()
+    deleted = set(store.deleted_ids().tolist())
+    revive = sorted({known[s] for s in hash_files([r.image_path for r in records]) if s in known} & deleted)
+    cases, vectors = _new_cases(records, embedder, report, known=known, next_id=store.max_id() + 1,
+                                batch_size=batch_size, workers=workers, progress=progress)
+    report.duplicates -= len(revive)
+    with staging(index_dir) as tmp:
+        new_store = store.backup_to(tmp / STORE_FILE)
+        store.close()
+        new_store.add(cases)
+        if revive:
+            new_store.revive(revive)
+        vindex = VectorIndex.load(index_dir, _spec_of(manifest), mmap=False, use_gpu=False)
+        vindex.add(vectors, np.array([c.id for c in cases], dtype=np.int64))
+        vindex.save(tmp)
+        save_vectors(tmp, np.concatenate([table.ids, [c.id for c in cases]]).astype(np.int64),
+                     np.concatenate([table.vectors, vectors]))
+        manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
+                           "deleted": new_store.count(include_deleted=True) - new_store.count()}
+        manifest.history.append({"op": "add", "unix": time.time(), "added": len(cases), "revived": len(revive)})
+        manifest.updated_unix = time.time()
+        new_store.close()
+        manifest.write(tmp)
+    report.added, report.total = len(cases) + len(revive), manifest.counts["cases"]
+    report.index_type, report.reason, report.seconds = manifest.index_type, "existing index", time.time() - t0
+    suggested = choose_index(report.total, manifest.embed_dim)
+    if suggested.type != manifest.index_type and manifest.index_params.get("requested", "auto") == "auto":
+        log.info("the index now holds %d cases: `cxr index rebuild` would switch it to %s", report.total, suggested.type)
+    log.info(report.summary())
+    return report
+
+
+def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None,
+                      sources: Sequence[str] | None = None) -> int:
+    """Remove cases by id and/or source; HNSW indices tombstone them until `cxr index rebuild`."""
+    index_dir = Path(index_dir).resolve()
+    manifest, store, table = _open_parts(index_dir)
+    targets = set(store.existing_ids(ids or []).tolist())
+    if sources:
+        targets |= set(store.ids_for_source(sources).tolist())
+    if not targets:
+        store.close()
+        return 0
+    gone = np.array(sorted(targets), dtype=np.int64)
+    with staging(index_dir) as tmp:
+        new_store = store.backup_to(tmp / STORE_FILE)
+        store.close()
+        vindex = VectorIndex.load(index_dir, _spec_of(manifest), mmap=False, use_gpu=False)
+        if vindex.can_remove:
+            vindex.remove(gone)
+            new_store.delete(gone)
+            keep = ~np.isin(table.ids, gone)
+            save_vectors(tmp, table.ids[keep], table.vectors[keep])
+        else:
+            new_store.mark_deleted(gone)
+            save_vectors(tmp, table.ids, table.vectors)
+        vindex.save(tmp)
+        manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
+                           "deleted": new_store.count(include_deleted=True) - new_store.count()}
+        manifest.history.append({"op": "remove", "unix": time.time(), "removed": len(gone)})
+        manifest.updated_unix = time.time()
+        new_store.close()
+        manifest.write(tmp)
+    log.info("removed %d cases from %s%s", len(gone), index_dir,
+             "" if manifest.index_type != "hnsw" else " (tombstoned: run `cxr index rebuild` to compact)")
+    return len(gone)
+
+
+def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False) -> BuildReport:
+    """Recreate the FAISS index from the stored vectors: compacts tombstones, may change the type."""
+    t0 = time.time()
+    index_dir = Path(index_dir).resolve()
+    manifest, store, table = _open_parts(index_dir)
+    live = store.all_ids()
+    dead = store.deleted_ids()
+    requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
+    spec = _spec(len(live), manifest.embed_dim, requested)
+    with staging(index_dir, keep_old=keep_old) as tmp:
+        new_store = store.backup_to(tmp / STORE_FILE)
+        store.close()
+        new_store.delete(dead)
+        manifest.history.append({"op": "rebuild", "unix": time.time(), "compacted": len(dead)})
+        _write(tmp, new_store, live, table.get(live), spec, manifest)
+    report = BuildReport(index_dir=str(index_dir), total=len(live), index_type=spec.type, reason=spec.reason,
+                         seconds=time.time() - t0)
+    log.info("rebuilt %s: %d cases, %d tombstones dropped, %s index", index_dir, len(live), len(dead), spec.type)
+    return report
+
+
+def index_stats(index_dir: str | Path) -> dict[str, Any]:
+    """Counts per source, finding, view and sex; index type and parameters; size on disk."""
+    index_dir = Path(index_dir).resolve()
+    manifest = Manifest.read(index_dir)
+    store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    if not (index_dir / "index.faiss").is_file():
+        raise IndexStateError(f"{index_dir} has no index.faiss; rebuild it with `cxr index build`")
+    return {
+        **stats,
+        "index_type": manifest.index_type,
+        "index_params": manifest.index_params,
+        "embed_dim": manifest.embed_dim,
+        "model_sha256": manifest.model_sha256,
+        "std_config": manifest.std_config,
+        "format_version": manifest.format_version,
+        "created_unix": manifest.created_unix,
+        "updated_unix": manifest.updated_unix,
+        "size_bytes": disk_size(index_dir),
+    }

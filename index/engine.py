@@ -1,0 +1,246 @@
+"""SearchEngine: query by image or case id -> neighbours, kNN vote, prognosis summary, attention.
+
+Filtering happens before the kNN search (the allowed ids come from the store), so
+k hits come back whenever k cases match. Small allowed sets (one patient, a rare
+finding) are searched exactly over the stored vectors; large ones through a FAISS
+ID selector, with an exact fallback if the approximate index returns too few.
+A query's own case is never returned, nor by default its patient's other cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embed.errors import IndexStateError
+from index.errors import CaseNotFoundError, QueryError
+from index.faiss_index import VectorIndex, gpu_count
+from index.layout import disk_size
+from index.manifest import Manifest, check_compatible
+from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
+from index.selection import IndexSpec
+from index.store import STORE_FILE, SQLiteStore
+from index.vectors import VectorTable
+from index.voting import knn_vote, prognosis_summary
+
+log = logging.getLogger(__name__)
+
+#: Allowed sets up to this size are searched exactly (numpy over the stored vectors): exact and fast.
+EXACT_SUBSET_MAX = 20_000
+MAX_K = 1000
+
+
+def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
+    """Attention [h,w] -> [size,size] in [0,1] (bilinear, then min-max)."""
+    import cv2
+
+    a = cv2.resize(np.asarray(attn, dtype=np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    lo, hi = float(a.min()), float(a.max())
+    return ((a - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(a)
+
+
+class _Query:
+    """A resolved query: its vector, and what is known about it (own case id, patient, image)."""
+
+    def __init__(self, vector: np.ndarray, case_id: int | None, patient: str | None,
+                 attention: np.ndarray | None = None, image: np.ndarray | None = None) -> None:
+        self.vector, self.case_id, self.patient = vector, case_id, patient
+        self.attention, self.image = attention, image
+
+
+class SearchEngine:
+    """Similar-case search over one index folder; safe to share between threads."""
+
+    def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
+                 table: VectorTable, embedder: Any) -> None:
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.store = store
+        self.vindex = vindex
+        self.table = table
+        self.embedder = embedder
+        self._model_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str | None = None, *,
+             embedder: Any = None, mmap: bool | None = None) -> SearchEngine:
+        """Open an index with its model; ConfigMismatchError if the model differs from the one it was built with.
+
+        Without ``model_path`` the model recorded in the manifest is used when it still exists,
+        else the released model.
+        """
+        from index.builder import open_embedder
+
+        index_dir = Path(index_dir).resolve()
+        manifest = Manifest.read(index_dir)
+        if embedder is None:
+            if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
+                model_path = manifest.model_path
+            embedder = open_embedder(model_path, device=device)
+        check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
+        store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
+        vindex = VectorIndex.load(index_dir, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
+        table = VectorTable(index_dir)
+        if table.dim != manifest.embed_dim:
+            raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
+                                  f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
+        log.info("opened index %s: %d cases, %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
+                 manifest.index_type, manifest.model_sha256[:12])
+        return cls(index_dir, manifest, store, vindex, table, embedder)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- queries -----------------------------------------------------------------------------
+    def _embed_image(self, src: Any) -> Any:
+        with self._model_lock:  # one forward at a time: torch on CPU already uses every core
+            return self.embedder.embed_image(src)
+
+    def _resolve(self, query: Any, with_attention: bool) -> _Query:
+        if isinstance(query, (bool, np.bool_)):
+            raise QueryError("a query is an image (path or bytes) or an indexed case id (int), not a boolean")
+        if isinstance(query, (int, np.integer)):
+            cid = int(query)
+            if self.store.get_one(cid) is None or not self.table.has(cid):
+                raise CaseNotFoundError(f"no indexed case has id {cid}; list cases with `cxr index stats` or search by image")
+            q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid))
+            path = self.store.image_path(cid)
+            if with_attention and path and Path(path).is_file():
+                try:
+                    eq = self._embed_image(path)
+                    q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
+                except Exception as exc:  # noqa: BLE001 - attention is a bonus for an id query
+                    log.warning("attention for case %d unavailable: %s", cid, type(exc).__name__)
+            return q
+        if isinstance(query, (str, Path)):
+            if not Path(query).is_file():
+                raise QueryError(f"query image {query} not found; give an image file or an indexed case id")
+            raw = Path(query).read_bytes()
+        elif isinstance(query, (bytes, bytearray, memoryview)):
+            raw = bytes(query)
+        else:
+            raise QueryError(f"a query is an image (path or bytes) or a case id, not {type(query).__name__}")
+        eq = self._embed_image(raw)
+        sha = hashlib.sha256(raw).hexdigest()
+        own = self.store.sha_to_id_one(sha)  # the very image is indexed: treat it as that case
+        patient = eq.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
+        q = _Query(np.asarray(eq.embedding, np.float32), own, patient)
+        if with_attention:
+            q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
+        return q
+
+    def _neighbours(self, q: _Query, k: int, filters: SearchFilters | None, exclude_same_patient: bool,
+                    same_patient_only: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        excluded: set[int] = set(self.store.deleted_ids().tolist())
+        if q.case_id is not None:
+            excluded.add(q.case_id)
+        if q.patient and (exclude_same_patient or same_patient_only):
+            patient_ids = self.store.ids_for_patient(q.patient)
+        else:
+            patient_ids = np.zeros(0, np.int64)
+        allowed: np.ndarray | None = None
+        has_filters = filters is not None and not filters.is_empty()
+        if same_patient_only:
+            if not q.patient:
+                raise QueryError("same-patient search needs a query whose patient is known: an indexed case id, "
+                                 "an indexed image, or a DICOM with a patient id")
+            allowed = patient_ids
+            if has_filters:
+                allowed = np.intersect1d(allowed, self.store.ids_matching(filters))
+        elif has_filters:
+            allowed = self.store.ids_matching(filters)
+        if not same_patient_only and exclude_same_patient:
+            excluded |= set(patient_ids.tolist())
+        meta: dict[str, Any] = {"index_type": self.vindex.spec.type, "excluded": len(excluded), "exact": False}
+        ex = np.fromiter(excluded, np.int64, len(excluded))
+        if allowed is not None:
+            allowed = np.setdiff1d(allowed, ex) if len(ex) else allowed
+            meta["candidates"] = int(len(allowed))
+            if len(allowed) <= EXACT_SUBSET_MAX or self.vindex.spec.type == "flat":
+                meta["exact"] = True
+                sims, ids = self.table.exact_search(q.vector, k, allowed)
+                return sims, ids, meta
+            sims, ids = self.vindex.search(q.vector[None], k, allowed=allowed)
+            want = min(k, len(allowed))
+        else:
+            sims, ids = self.vindex.search(q.vector[None], k, excluded=ex if len(ex) else None)
+            want = min(k, len(self.table) - len(ex))
+        sims, ids = sims[0], ids[0]
+        keep = ids >= 0
+        sims, ids = sims[keep], ids[keep]
+        if len(ids) < want:  # the approximate index missed eligible cases: exact search over them
+            pool = allowed if allowed is not None else np.setdiff1d(self.table.ids, ex)
+            meta["exact"] = True
+            sims, ids = self.table.exact_search(q.vector, k, pool)
+        return sims, ids, meta
+
+    def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
+               exclude_same_patient: bool = True, same_patient_only: bool = False,
+               with_attention: bool = True) -> SearchResult:
+        """The k most similar cases with their vote, prognosis summary and the query's attention map."""
+        k = int(k)
+        if not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be between 1 and {MAX_K}, not {k}")
+        if isinstance(filters, dict):
+            filters = SearchFilters(**filters)
+        q = self._resolve(query, with_attention)
+        sims, ids, meta = self._neighbours(q, k, filters, exclude_same_patient, same_patient_only)
+        rows = {r.id: r for r in self.store.get(ids.tolist())}
+        hits = [Hit(case=rows[int(i)], similarity=float(s), rank=0) for s, i in zip(sims, ids) if int(i) in rows]
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
+        return SearchResult(hits=hits, vote=knn_vote(hits), prognosis=prognosis_summary(hits),
+                            attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta)
+
+    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
+        """The kNN vote only (finding -> score in [0,1])."""
+        return self.search(query, k=k, filters=filters, with_attention=False).vote
+
+    def embed(self, query: str | Path | bytes | int) -> np.ndarray:
+        """The query's unit embedding [D] (the stored one for a case id)."""
+        return self._resolve(query, with_attention=False).vector
+
+    # -- cases -------------------------------------------------------------------------------
+    def get_case(self, case_id: int) -> CaseRow | None:
+        return self.store.get_one(int(case_id))
+
+    def case_image(self, case_id: int, size: int | None = None) -> bytes:
+        """The case's standardized image as PNG bytes (optionally resized to ``size``); served by id only."""
+        import cv2
+
+        from embed.standardize import load_standardized, to_png_bytes
+
+        path = self.store.image_path(int(case_id))
+        if path is None:
+            raise CaseNotFoundError(f"no indexed case has id {case_id}")
+        if not Path(path).is_file():
+            raise IndexStateError(f"the image of case {case_id} is no longer where it was indexed; "
+                                  "restore the dataset folder or rebuild the index")
+        img = load_standardized(path, self.embedder.std_cfg)
+        if size is not None:
+            size = int(size)
+            if not 8 <= size <= 4096:
+                raise QueryError(f"size must be between 8 and 4096 pixels, not {size}")
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if size < img.shape[0] else cv2.INTER_LINEAR)
+        return to_png_bytes(img)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per source/view/sex/finding, index type and parameters, device, size on disk."""
+        s = self.store.stats()
+        s.update({
+            "index_type": self.manifest.index_type,
+            "index_params": self.manifest.index_params,
+            "embed_dim": self.manifest.embed_dim,
+            "model_sha256": self.manifest.model_sha256,
+            "std_config": self.manifest.std_config,
+            "vectors": self.vindex.ntotal,
+            "faiss_device": "gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
+            "size_bytes": disk_size(self.index_dir),
+            "updated_unix": self.manifest.updated_unix,
+        })
+        return s
