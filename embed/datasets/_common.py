@@ -229,3 +229,34 @@ def as_bool_opt(value: Any) -> bool:
     if b is None:
         raise DatasetError(f"option value {value!r} is not a yes/no value: use true or false")
     return b
+
+
+def read_table(path: Path, kind: str):
+    """Read a label CSV as strings: UTF-8 (with or without BOM) or Latin-1, ',' ';' or tab separated.
+
+    Every failure becomes a DatasetLayoutError naming the file, never a pandas trace.
+    """
+    import pandas as pd
+
+    from embed.errors import DatasetLayoutError
+
+    import gzip
+
+    try:
+        fh = (gzip.open(path, "rt", encoding="utf-8-sig", errors="replace") if path.suffix == ".gz"
+              else open(path, encoding="utf-8-sig", errors="replace"))
+        with fh:
+            first = fh.readline()
+    except OSError as exc:
+        raise DatasetLayoutError(f"{kind}: cannot read {path}: {exc.strerror or exc}") from exc
+    sep = max((",", ";", "\t"), key=first.count)
+    last_exc: Exception | None = None
+    for enc in ("utf-8-sig", "latin-1"):
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=enc)
+        except UnicodeDecodeError as exc:
+            last_exc = exc
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+            raise DatasetLayoutError(f"{kind}: {path} is not a readable CSV table ({exc}); check the file") from exc
+    raise DatasetLayoutError(f"{kind}: {path} has an unknown text encoding ({last_exc}); save it as UTF-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from embed.datasets._common import (
+    read_table,
     NO_FINDING,
     check_image,
     clean_str,
@@ -82,7 +83,7 @@ def _mimic_paths(base: Path, df: pd.DataFrame) -> pd.DataFrame:
         raise DatasetLayoutError(
             f"chexpert: a MIMIC-CXR-JPG label file needs {MIMIC_METADATA} next to it in {base} (one row per image)"
         )
-    m = pd.read_csv(meta, dtype=str, keep_default_na=False)[["dicom_id", "subject_id", "study_id", "ViewPosition"]]
+    m = read_table(meta, "chexpert")[["dicom_id", "subject_id", "study_id", "ViewPosition"]]
     df = m.merge(df, on=["subject_id", "study_id"], how="inner")
     df["Path"] = [f"files/p{s[:2]}/p{s}/s{st}/{d}.jpg" for s, st, d in zip(df.subject_id, df.study_id, df.dicom_id)]
     return df
@@ -103,7 +104,7 @@ def read_chexpert(root: Path, *, uncertain: str = "ignore", verify: str = "heade
     records: list[CaseRecord] = []
     skipped: list[SkippedRow] = []
     for label_file in files:
-        df = pd.read_csv(label_file, dtype=str, keep_default_na=False)
+        df = read_table(label_file, "chexpert")
         mimic = "Path" not in df.columns and {"subject_id", "study_id"} <= set(df.columns)
         if mimic:
             df = _mimic_paths(base, df)

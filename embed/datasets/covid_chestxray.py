@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from embed.datasets._common import (
+    read_table,
     NO_FINDING,
     as_bool_opt,
     check_image,
@@ -107,7 +106,7 @@ def read_covid_chestxray(root: Path, *, include_ct: bool = False, verify: str = 
     """Read ``metadata.csv``: X-ray rows by default, CT rows skipped (``include_ct`` keeps them)."""
     include_ct = as_bool_opt(include_ct)
     root, meta = _find_metadata(root)
-    df = pd.read_csv(meta, dtype=str, keep_default_na=False)
+    df = read_table(meta, "covid-chestxray")
     missing = {"patientid", "finding", "filename"} - set(df.columns)
     if missing:
         raise DatasetLayoutError(

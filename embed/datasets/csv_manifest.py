@@ -13,9 +13,8 @@ import logging
 import re
 from pathlib import Path
 
-import pandas as pd
-
 from embed.datasets._common import (
+    read_table,
     check_image,
     clean_str,
     norm_finding,
@@ -74,7 +73,7 @@ def read_csv_manifest(root: Path, *, name: str | None = None, verify: str = "hea
     """Read a manifest CSV; ``name`` makes the source ``csv:<name>`` (default ``csv``)."""
     manifest = _find_manifest(root)
     base = manifest.parent
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    df = read_table(manifest, "csv")
     cols = {_canon(c): c for c in df.columns}
     mapping: dict[str, str] = {}
     for key, spellings in ALIASES.items():

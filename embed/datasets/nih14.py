@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pandas as pd
-
 from embed.datasets._common import (
+    read_table,
     check_image,
     clean_str,
     name_map,
@@ -79,7 +78,7 @@ def _patient_id(raw: str | None) -> str | None:
 def read_nih14(root: Path, *, verify: str = "header") -> DatasetLoad:
     """Read ``Data_Entry_2017.csv``; rows whose image is not below the folder are reported and skipped."""
     root, label_file = _find_label_file(root)
-    df = pd.read_csv(label_file, dtype=str, keep_default_na=False)
+    df = read_table(label_file, "nih14")
     rename = {c: _COLUMNS[_canon(c)] for c in df.columns if _canon(c) in _COLUMNS}
     df = df.rename(columns=rename)
     if not {"image", "labels"} <= set(df.columns):

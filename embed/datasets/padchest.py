@@ -14,9 +14,8 @@ import ast
 import datetime as dt
 from pathlib import Path
 
-import pandas as pd
-
 from embed.datasets._common import (
+    read_table,
     NO_FINDING,
     check_image,
     clean_str,
@@ -87,7 +86,7 @@ def _find_csv(root: Path) -> tuple[Path, Path]:
 def read_padchest(root: Path, *, verify: str = "header") -> DatasetLoad:
     """Read the PadChest label CSV; rows labelled 'exclude' / 'suboptimal study' are reported and skipped."""
     root, label_file = _find_csv(root)
-    df = pd.read_csv(label_file, dtype=str, keep_default_na=False)
+    df = read_table(label_file, "padchest")
     if not {"ImageID", "Labels"} <= set(df.columns):
         raise DatasetLayoutError(f"padchest: {label_file} lacks ImageID / Labels columns")
     files = name_map(root)

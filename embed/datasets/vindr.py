@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from embed.datasets._common import NO_FINDING, check_image, clean_str, name_map, norm_finding, parse_float, rel_id
+from embed.datasets._common import (
+    NO_FINDING,
+    check_image,
+    clean_str,
+    name_map,
+    norm_finding,
+    parse_float,
+    read_table,
+    rel_id,
+)
 from embed.datasets.base import CaseRecord, DatasetLoad, SkippedRow, register_dataset
 from embed.errors import DatasetLayoutError
 
@@ -62,7 +69,7 @@ def read_vindr(root: Path, *, verify: str = "header") -> DatasetLoad:
     records: list[CaseRecord] = []
     skipped: list[SkippedRow] = []
     for label_file in csvs:
-        df = pd.read_csv(label_file, dtype=str, keep_default_na=False)
+        df = read_table(label_file, "vindr")
         for image_id, group in df.groupby("image_id", sort=False):
             ref = f"{label_file.name} ({image_id})"
             path = files.get(str(image_id))

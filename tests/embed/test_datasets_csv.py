@@ -57,3 +57,19 @@ def test_missing_path_column_says_what_is_needed(tmp_path):
     write_csv(tmp_path / "m.csv", ["file_path_wrong", "findings"], [["x.png", "A"]])
     with pytest.raises(DatasetLayoutError, match="needs 'path'"):
         load_dataset(f"csv:{tmp_path / 'm.csv'}")
+
+
+def test_excel_style_manifest_bom_semicolons_latin1(tmp_path):
+    write_image(tmp_path / "é.png")
+    text = "\ufeffpath;sex;findings;commentaire\né.png;F;Pneumonia;très bien\n"
+    (tmp_path / "m.csv").write_bytes(text.encode("utf-8"))
+    rec = load_dataset(f"csv:{tmp_path / 'm.csv'}").records[0]
+    assert rec.sex == "F" and rec.findings == ["Pneumonia"] and rec.extra["commentaire"] == "très bien"
+    (tmp_path / "m.csv").write_bytes(text.lstrip("\ufeff").encode("latin-1"))
+    assert load_dataset(f"csv:{tmp_path / 'm.csv'}").records[0].extra["commentaire"] == "très bien"
+
+
+def test_garbage_file_is_a_layout_error(tmp_path):
+    (tmp_path / "m.csv").write_bytes(b"")
+    with pytest.raises(DatasetLayoutError, match="not a readable CSV"):
+        load_dataset(f"csv:{tmp_path / 'm.csv'}")
