@@ -214,7 +214,10 @@ class CXRClient:
         """POST /v1/search with the image bytes (never written to disk)."""
         params = params or SearchParams()
         files = {"file": (filename or "query", image, content_type)}
-        return self._json("POST", "/v1/search", files=files, data=params.to_form())
+        data: dict[str, list[str]] = {}
+        for name, value in params.to_form():  # repeated keys become lists (httpx's multipart form)
+            data.setdefault(name, []).append(value)
+        return self._json("POST", "/v1/search", files=files, data=data)
 
     def case(self, case_id: int) -> dict[str, Any]:
         return self._json("GET", f"/v1/cases/{int(case_id)}")
