@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 _SPLITS = ("train", "test", "val")
@@ -25,7 +26,7 @@ def guess_kind(path: Path) -> str | None:
         return None
     if (path / "metadata.csv").is_file() and "patientid" in _csv_header(path / "metadata.csv"):
         return "covid-chestxray"
-    if any((path / "Data_Entry_2017.csv").is_file() for _ in [0]) or list(path.glob("Data_Entry*.csv")):
+    if list(path.glob("Data_Entry*.csv")):
         return "nih14"
     for base in (path, path / "chest_xray"):
         if any((base / s / "NORMAL").is_dir() or (base / s / "PNEUMONIA").is_dir() for s in _SPLITS):
@@ -37,7 +38,7 @@ def guess_kind(path: Path) -> str | None:
     subdirs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
     from embed.datasets._common import sniff
 
-    files = [f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")][:20]
+    files = list(islice((f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")), 20))
     heads = []
     for f in files:
         try:
@@ -59,7 +60,7 @@ def _kind_from_header(head: str) -> str | None:
         return "covid-chestxray"
     if "image index" in head and "finding labels" in head:
         return "nih14"
-    if head.startswith("path,") or ",path," in head and ("frontal/lateral" in head or "no finding" in head):
+    if (head.startswith("path,") or ",path," in head) and ("frontal/lateral" in head or "no finding" in head):
         return "chexpert"
     if "imageid" in head and "labels" in head and "projection" in head:
         return "padchest"

@@ -98,3 +98,20 @@ def test_parse_age_and_yes_no():
     assert parse_age("057Y") == 57.0 and parse_age("6M") == 0.5 and parse_age("200") is None
     assert parse_age("nan") is None and parse_age(65) == 65.0
     assert yes_no("Y") is True and yes_no("N") is False and yes_no("Not visible") is None and yes_no("") is None
+
+
+def test_guess_kind_recognises_layouts(tmp_path):
+    from embed.datasets.detect import guess_kind
+
+    write_image(tmp_path / "k" / "train" / "NORMAL" / "IM-0001-0001.jpeg")
+    write_image(tmp_path / "f" / "Pneumonia" / "a.png")
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n")
+    (tmp_path / "c.csv").write_text("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding\n")
+    (tmp_path / "v.csv").write_text("image_id,class_name,class_id,rad_id\n")
+    assert guess_kind(tmp_path / "k") == "kermany"
+    assert guess_kind(tmp_path / "f") == "imagefolder"
+    assert guess_kind(tmp_path / "n") == "nih14"
+    assert guess_kind(tmp_path / "c.csv") == "chexpert"
+    assert guess_kind(tmp_path / "v.csv") == "vindr"
+    assert guess_kind(tmp_path / "absent") is None

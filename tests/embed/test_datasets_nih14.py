@@ -74,3 +74,11 @@ def test_real_nih_label_file(shared_data):
     assert len(load.records) > 100
     assert all(r.sex in ("M", "F") and r.age and r.view in ("PA", "AP") for r in load.records)
     assert any(len(r.findings) > 1 for r in load.records)
+
+
+def test_raw_patient_ids_only_in_the_public_file_names(tmp_path):
+    (tmp_path / "Data_Entry_2017.csv").write_text(HEADER + "\n" + "00004711_000.png,Mass,0,4711,50,F,PA,1,1,0.1,0.1\n")
+    write_image(tmp_path / "00004711_000.png")
+    d = load_dataset(f"nih14:{tmp_path}").records[0].to_dict()
+    assert d.pop("case_id").endswith("00004711_000.png") and d.pop("image_path")
+    assert "4711" not in str(d) and d["patient"] == pseudonymize("nih14", "4711")
