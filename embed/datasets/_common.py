@@ -115,10 +115,27 @@ def yes_no(value: Any) -> bool | None:
     return None
 
 
+# Common labels in one spelling whatever the source's case ("PNEUMONIA", "lung_opacity", "covid").
+_CANONICAL = {
+    n.lower(): n
+    for n in (
+        "Pneumonia", "Viral Pneumonia", "Bacterial Pneumonia", "Fungal Pneumonia", "Tuberculosis",
+        "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
+        "Infiltration", "Mass", "Nodule", "Pleural Thickening", "Pneumothorax", "Pleural Effusion",
+        "Lung Opacity", "Lung Lesion", "Enlarged Cardiomediastinum", "Fracture", "Support Devices",
+        "Pleural Other", "ARDS", "SARS", "COVID-19",
+    )
+}
+_CANONICAL.update({"covid": "COVID-19", "covid19": "COVID-19", "covid 19": "COVID-19", "sars-cov-2": "COVID-19",
+                   "tb": "Tuberculosis"})
+
+
 def norm_finding(name: str) -> str:
-    """One label: normal spellings -> "No Finding", underscores -> spaces, whitespace trimmed."""
+    """One label: normal spellings -> "No Finding", underscores -> spaces, common labels in one spelling."""
     s = re.sub(r"\s+", " ", str(name).replace("_", " ")).strip()
-    return NO_FINDING if s.lower() in _NORMAL_NAMES else s
+    if s.lower() in _NORMAL_NAMES:
+        return NO_FINDING
+    return _CANONICAL.get(s.lower(), s)
 
 
 def unique(items: list[str]) -> list[str]:

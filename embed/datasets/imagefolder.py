@@ -43,39 +43,62 @@ def _auto_pattern(names: list[str]) -> str | None:
     return None
 
 
-@register_dataset("imagefolder", "one folder per class: ROOT/<class>/<image files>")
+SPLIT_NAMES = {"train", "test", "val", "valid", "validation"}
+# Sub-folders of a class folder that hold derived images, not radiographs (e.g. the
+# COVID-19 Radiography Database's COVID/images + COVID/masks).
+MASK_FOLDERS = {"mask", "masks", "lung masks", "lung_masks", "segmentation", "segmentations"}
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX")
+
+
+def _class_folders(root: Path) -> list[tuple[str | None, Path]]:
+    """(split or None, class folder): ROOT/<class>/ or ROOT/<split>/<class>/ when every top folder is a split."""
+    top = _subdirs(root)
+    if not top:
+        raise DatasetLayoutError(
+            f"imagefolder: {root} has no class sub-folders; expected ROOT/<class name>/<images>. "
+            "A folder of DICOM files fits dicom:PATH; a CSV manifest fits csv:FILE."
+        )
+    if not all(d.name.lower() in SPLIT_NAMES for d in top):
+        return [(None, d) for d in top]
+    if {c.name for d in top for c in _subdirs(d)} <= {"NORMAL", "PNEUMONIA"}:
+        raise DatasetLayoutError(
+            f"imagefolder: {root} holds train/test/val folders with NORMAL/ and PNEUMONIA/ inside: that is the "
+            f"Kermany layout, use kermany:{root}"
+        )
+    return [(d.name, c) for d in top for c in _subdirs(d)]
+
+
+@register_dataset("imagefolder", "one folder per class: ROOT/<class>/<images> (or ROOT/<split>/<class>/)")
 def read_imagefolder(
     root: Path, *, patient_pattern: str | None = None, name: str | None = None, verify: str = "header"
 ) -> DatasetLoad:
     """Read ``ROOT/<class>/...``; source is ``imagefolder:<name or folder name>``."""
     if not root.is_dir():
         raise DatasetLayoutError(f"imagefolder: {root} is not a folder; expected ROOT/<class name>/<images>")
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX")
-    if not classes:
-        raise DatasetLayoutError(
-            f"imagefolder: {root} has no class sub-folders; expected ROOT/<class name>/<images>. "
-            "A folder of DICOM files fits dicom:PATH; a CSV manifest fits csv:FILE."
-        )
-    names = {c.name.lower() for c in classes}
-    if names & {"train", "test", "val"} and all((root / s / "NORMAL").is_dir() for s in names & {"train", "test", "val"}):
-        raise DatasetLayoutError(
-            f"imagefolder: {root} holds train/test/val folders with NORMAL/ inside: that is the Kermany layout, "
-            f"use kermany:{root}"
-        )
+    classes = _class_folders(root)
     source = f"imagefolder:{name or root.name}"
-    files = {c: walk_files(c) for c in classes}
+    files = {c: walk_files(c) for _, c in classes}
     if patient_pattern is None:
-        patient_pattern = _auto_pattern([p.name for fs in files.values() for p in fs if p.suffix.lower() in IMAGE_SUFFIXES])
+        patient_pattern = _auto_pattern(
+            [p.name for fs in files.values() for p in fs if p.suffix.lower() in IMAGE_SUFFIXES]
+        )
     rx = _compile(patient_pattern) if patient_pattern else None
     if rx is None:
         log.warning("imagefolder %s: no patient_pattern, so patient is unknown (patient-level splits impossible)",
                     root)
     records: list[CaseRecord] = []
     skipped: list[SkippedRow] = []
-    for cls_dir in classes:
+    for split, cls_dir in classes:
         finding = norm_finding(cls_dir.name)
         for path in files[cls_dir]:
             ref = path.relative_to(root).as_posix()
+            inner = {p.lower() for p in path.relative_to(cls_dir).parts[:-1]}
+            if inner & MASK_FOLDERS:
+                skipped.append(SkippedRow(ref, "segmentation mask, not a radiograph"))
+                continue
             reason = check_image(path, verify)
             if reason:
                 skipped.append(SkippedRow(ref, reason))
@@ -84,6 +107,9 @@ def read_imagefolder(
             if rx is not None:
                 m = rx.match(path.name)
                 raw_patient = m.group(1) if m else None
+            extra = {"class_folder": cls_dir.name}
+            if split:
+                extra["split"] = split
             records.append(
                 CaseRecord(
                     case_id=rel_id(source, path, root),
@@ -91,7 +117,7 @@ def read_imagefolder(
                     source=source,
                     patient=pseudonymize(source, raw_patient),
                     findings=[finding],
-                    extra={"class_folder": cls_dir.name},
+                    extra=extra,
                 )
             )
     if not records and not skipped:

@@ -46,7 +46,7 @@ def test_no_pattern_match_leaves_patient_unknown(tmp_path):
     write_image(tmp_path / "normal" / "x.png")
     recs = load_dataset(f"imagefolder:{tmp_path}").records
     assert [r.patient for r in recs] == [None, None]
-    assert [r.findings for r in recs] == [["covid"], ["No Finding"]]
+    assert [r.findings for r in recs] == [["COVID-19"], ["No Finding"]]
 
 
 def test_bad_pattern_says_how_to_fix(nih_like):
@@ -58,6 +58,7 @@ def test_bad_pattern_says_how_to_fix(nih_like):
 
 def test_kermany_tree_is_refused_with_a_hint(tmp_path):
     write_image(tmp_path / "train" / "NORMAL" / "IM-0001-0001.jpeg")
+    write_image(tmp_path / "test" / "PNEUMONIA" / "person1_virus_1.jpeg")
     with pytest.raises(DatasetLayoutError, match="kermany:"):
         load_dataset(f"imagefolder:{tmp_path}")
 
@@ -75,3 +76,15 @@ def test_real_nih_subset(shared_data):
     load = load_dataset(f"imagefolder:{root}")
     assert {tuple(r.findings) for r in load.records} == {("No Finding",), ("Pneumonia",)}
     assert len({r.patient for r in load.records}) < len(load.records)
+
+
+def test_split_folders_masks_and_case_insensitive_labels(tmp_path):
+    # COVID-19 Radiography Database style (class/images + class/masks) under train/test split folders
+    write_image(tmp_path / "train" / "COVID" / "images" / "COVID-1.png")
+    write_image(tmp_path / "train" / "COVID" / "masks" / "COVID-1.png")
+    write_image(tmp_path / "train" / "PNEUMONIA" / "p-1.png")
+    write_image(tmp_path / "test" / "Lung_Opacity" / "images" / "Lung_Opacity-1.png")
+    load = load_dataset(f"imagefolder:{tmp_path}")
+    got = {(r.extra["split"], tuple(r.findings)) for r in load.records}
+    assert got == {("train", ("COVID-19",)), ("train", ("Pneumonia",)), ("test", ("Lung Opacity",))}
+    assert load.skipped_counts() == {"segmentation mask, not a radiograph": 1}
