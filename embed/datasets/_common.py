@@ -146,6 +146,14 @@ def unique(items: list[str]) -> list[str]:
     return out
 
 
+def final_findings(items: list[str]) -> list[str]:
+    """De-duplicated, order kept; "No Finding" dropped when a pathology is also listed (devices are no pathology)."""
+    out = unique(items)
+    if NO_FINDING in out and set(out) - {NO_FINDING, "Support Devices"}:
+        out.remove(NO_FINDING)
+    return out
+
+
 def sniff(head: bytes) -> str | None:
     """PNG/JPEG/DICOM by magic bytes; uses embed.image.sniff_format where that module exists."""
     try:

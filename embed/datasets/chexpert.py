@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from embed.datasets._common import (
+    final_findings,
+    final_findings,
     read_table,
-    NO_FINDING,
     check_image,
     clean_str,
     norm_finding,
@@ -136,8 +137,6 @@ def read_chexpert(root: Path, *, uncertain: str = "ignore", verify: str = "heade
                         pos.append(name)
                     elif uncertain == "zeros":
                         neg.append(name)
-            if NO_FINDING in pos and len(pos) > 1 and set(pos) - {NO_FINDING, "Support Devices"}:
-                pos.remove(NO_FINDING)  # "ones" can make an uncertain finding contradict No Finding
             if mimic:
                 raw_patient, view = clean_str(row.get("subject_id")), norm_view(row.get("ViewPosition"))
                 extra: dict = {"study": clean_str(row.get("study_id"))}
@@ -161,7 +160,7 @@ def read_chexpert(root: Path, *, uncertain: str = "ignore", verify: str = "heade
                     view=view,
                     sex=norm_sex(row.get("Sex")),
                     age=age if age else None,  # CheXpert writes 0 for unknown age
-                    findings=unique(pos),
+                    findings=final_findings(pos),  # "ones" can contradict No Finding
                     licence=MIMIC_LICENCE if mimic else CHEXPERT_LICENCE,
                     extra={k: v for k, v in extra.items() if v is not None},
                 )

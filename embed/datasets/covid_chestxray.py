@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 
 from embed.datasets._common import (
+    final_findings,
     read_table,
-    NO_FINDING,
     as_bool_opt,
     check_image,
     clean_str,
@@ -23,7 +23,6 @@ from embed.datasets._common import (
     parse_age,
     parse_float,
     rel_id,
-    unique,
     yes_no,
 )
 from embed.datasets.base import PROGNOSIS_FIELDS, CaseRecord, DatasetLoad, SkippedRow, json_safe, register_dataset
@@ -82,10 +81,7 @@ def parse_finding(raw: str | None) -> tuple[list[str], bool]:
                 out.append(f"{seg} {segs[0]}")
             else:
                 out.append(norm_finding(seg))
-    out = unique(out)
-    if NO_FINDING in out and len(out) > 1:
-        out.remove(NO_FINDING)
-    return out, todo
+    return final_findings(out), todo
 
 
 def _find_metadata(root: Path) -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from embed.datasets._common import (
+    final_findings,
     read_table,
     check_image,
     clean_str,
@@ -23,7 +24,6 @@ from embed.datasets._common import (
     parse_age,
     parse_float,
     rel_id,
-    unique,
     yes_no,
 )
 from embed.datasets.base import PROGNOSIS_FIELDS, CaseRecord, DatasetLoad, SkippedRow, json_safe, register_dataset
@@ -130,7 +130,7 @@ def read_csv_manifest(root: Path, *, name: str | None = None, verify: str = "hea
                 view=norm_view(get("view")),
                 sex=norm_sex(get("sex")),
                 age=parse_age(get("age")),
-                findings=unique(findings),
+                findings=final_findings(findings),
                 prognosis={f: yes_no(row[c]) for f, c in prog_cols.items()},
                 licence=clean_str(get("licence")),
                 extra=json_safe(extra),

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from embed.datasets._common import (
+    final_findings,
     read_table,
     check_image,
     clean_str,
@@ -22,7 +23,6 @@ from embed.datasets._common import (
     parse_age,
     parse_float,
     rel_id,
-    unique,
 )
 from embed.datasets.base import CaseRecord, DatasetLoad, SkippedRow, register_dataset
 from embed.errors import DatasetLayoutError
@@ -111,7 +111,7 @@ def read_nih14(root: Path, *, verify: str = "header") -> DatasetLoad:
                 view=norm_view(row.get("view")),
                 sex=norm_sex(row.get("sex")),
                 age=parse_age(row.get("age")),
-                findings=unique(labels),
+                findings=final_findings(labels),
                 licence=LICENCE,
                 extra={k: v for k, v in extra.items() if v is not None},
             )

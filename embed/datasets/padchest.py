@@ -15,6 +15,7 @@ import datetime as dt
 from pathlib import Path
 
 from embed.datasets._common import (
+    final_findings,
     read_table,
     NO_FINDING,
     check_image,
@@ -25,7 +26,6 @@ from embed.datasets._common import (
     norm_view,
     parse_float,
     rel_id,
-    unique,
 )
 from embed.datasets.base import CaseRecord, DatasetLoad, SkippedRow, register_dataset
 from embed.errors import DatasetLayoutError
@@ -110,9 +110,7 @@ def read_padchest(root: Path, *, verify: str = "header") -> DatasetLoad:
         if reason:
             skipped.append(SkippedRow(ref, reason))
             continue
-        findings = unique([padchest_label(x) for x in labels])
-        if NO_FINDING in findings and len(findings) > 1:
-            findings.remove(NO_FINDING)
+        findings = final_findings([padchest_label(x) for x in labels])
         pid, day = clean_str(row.get("PatientID")), _date(row.get("StudyDate_DICOM"))
         birth = parse_float(row.get("PatientBirth"))
         age = float(day.year - int(birth)) if day and birth and 0 <= day.year - int(birth) <= 120 else None
