@@ -17,10 +17,12 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 def markdown_table(summary: dict) -> str:
     """The headline table: one row per model with AUC [95% CI], patients, positives."""
     c = summary["counts"]
-    unit = "images" if summary["aggregate"] == "image" else "patients"
+    unit = {"image": f"{c['rows']} images, grouped by patient",
+            "first": "one row each: their earliest frontal image",
+            "mean": "one row each: their mean embedding"}[summary["aggregate"]]
     lines = [
-        f"Target `{summary['target']}` (positive = True): {c['patients']} patients, {c['rows']} {unit} "
-        f"modelled, {c['positive_patients']} positive patients; {c['dropped_unknown_target']} rows dropped "
+        f"Target `{summary['target']}` (positive = True): {c['patients']} patients ({unit}), "
+        f"{c['positive_patients']} positive patients; {c['dropped_unknown_target']} rows dropped "
         f"(unknown target), {c.get('dropped_lateral', 0)} lateral views dropped. "
         f"{summary['folds']}-fold patient-grouped CV, seed {summary['seed']}, "
         f"{summary['bootstrap']['n_boot']} patient bootstrap resamples.",

@@ -166,3 +166,13 @@ def test_run_transfer_on_parquet(tmp_path):
     assert s["counts"]["dropped_unknown_target"] == int(df["went_icu"].isna().sum())
     assert s["features_metadata"].get("model_sha256") == "synthetic"
     assert s["results"]["image"]["auc"] > 0.85
+
+
+def test_categorical_tabular_column_with_missing_values():
+    df, emb = make_frame(80, 1, seed=14, signal="random")
+    df["view"] = np.where(df["went_icu"].astype(bool), "AP Supine", "PA")  # view alone gives the answer
+    df.loc[df.index[::7], "view"] = None
+    data = prepare(df, emb, "went_icu", ["view"], frontal_only=False)
+    assert data.categorical_columns == ["view"] and data.numeric_columns == []
+    auc, _ = _cv_auc(data, "tabular")
+    assert auc > 0.85
