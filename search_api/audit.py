@@ -1,7 +1,7 @@
 """One JSON audit line per request on logger ``cxr.audit``.
 
 A pure ASGI middleware (no body buffering, so uploads still stream into the
-capped reader). It logs the route *template* (``/v1/cases/{case_id}``), never
+capped reader). It logs the path with ids templated (``/v1/cases/{id}``), never
 the query string, file names or anything from the image.
 """
 
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 audit_log = logging.getLogger("cxr.audit")
+_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
 class AuditMiddleware:
@@ -39,8 +41,8 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "<unmatched>"
+            # Matched routes only (no client-chosen text in the log); ids become "{id}".
+            endpoint = _ID_SEGMENT.sub("/{id}", scope.get("path", "")) if scope.get("route") else "<unmatched>"
             state = scope.get("state", state)
             record = {
                 "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

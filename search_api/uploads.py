@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
@@ -129,6 +130,16 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         except FormParserError as exc:
             raise HTTPException(400, "malformed multipart body") from exc
         return collector.upload
+    if ctype_s == "application/x-www-form-urlencoded":  # fields without an image: answered with 422 later
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > FIELDS_BYTES:
+                raise HTTPException(400, "form body too long")
+        fields: dict[str, list[str]] = {}
+        for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+            fields.setdefault(name, []).append(value)
+        return Upload(data=None, fields=fields)
     if ctype_s in RAW_TYPES or ctype_s == "":
         buf = bytearray()
         async for chunk in request.stream():
