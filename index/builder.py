@@ -186,6 +186,10 @@ def build_index(
     """
     t0 = time.time()
     out = Path(out).resolve()
+    if model is None and embedder is None:
+        from embed.models import released_model_path
+
+        model = released_model_path()
     embedder = embedder or open_embedder(model, batch_size=batch_size)
     report = BuildReport(index_dir=str(out))
     records = _load_records(datasets, report, dataset_opts)
@@ -207,7 +211,7 @@ def build_index(
     ids = np.array([c.id for c in cases], dtype=np.int64)
     spec = _spec(len(ids), embedder.embed_dim, index_type)
     manifest = Manifest(
-        model_sha256=embedder.model_sha256, model_path=str(model) if model else None,
+        model_sha256=embedder.model_sha256, model_path=str(Path(model).resolve()) if model else None,
         model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
         embed_dim=int(embedder.embed_dim), std_config=std_dict(embedder.std_cfg),
         std_fingerprint=std_fingerprint(embedder.std_cfg), index_type=spec.type, faiss_version=_faiss_version(),

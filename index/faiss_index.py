@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise at INFO
+
+import faiss  # noqa: E402
 
 from embed.errors import IndexStateError
 from index.selection import IndexSpec, IndexTypeError

@@ -20,7 +20,14 @@ def make_checkpoint(path: Path, seed: int = 0, size: int = SIZE) -> Path:
     from embed.standardize import StandardizeConfig
 
     torch.manual_seed(seed)
-    model = create_model("cxr_test_tiny").eval()
+    model = create_model("cxr_test_tiny")
+    # Calibrate BatchNorm on random images so embeddings of different images differ clearly
+    # (an untrained network maps everything to almost the same direction).
+    model.train()
+    with torch.no_grad():
+        for _ in range(10):
+            model(torch.rand(8, 1, size, size))
+    model.eval()
     save_checkpoint(path, model, std_cfg=StandardizeConfig(size=size), labels=["a", "b"])
     return path
 

@@ -1,0 +1,148 @@
+"""``cxr index``: build, extend, shrink, compact and describe a similar-case index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+
+
+def _dataset_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="KIND:PATH",
+                   help="datasets to index, e.g. covid-chestxray:data/covid-chestxray-dataset kermany:data/chest_xray")
+    p.add_argument("--model", type=Path, default=None,
+                   help="encoder checkpoint (default: the released model; for add: the model the index was built with)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader processes that read and standardize images (default: min(4, CPU cores))")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--include-ct", action="store_true", help="covid-chestxray: keep CT rows too")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "index",
+        help="build and maintain the similar-case index (FAISS + SQLite metadata)",
+        description="An index folder holds the FAISS index, the metadata store (SQLite), the raw embeddings "
+        "and a manifest naming the model. Every change is written to a temporary folder and swapped in, so an "
+        "interrupted command leaves the previous index intact. Images are deduplicated by content: indexing "
+        "the same files twice adds nothing.",
+    )
+    sub = parser.add_subparsers(dest="index_command", metavar="ACTION")
+
+    b = sub.add_parser("build", help="embed datasets and write a new index (replaces DIR atomically)",
+                       description="Read the datasets (bad rows are skipped and reported), embed every image "
+                       "with the model and write a fresh index to --out. Cases already in --out keep their ids "
+                       "and, with the same model, are not embedded again.")
+    _dataset_flags(b)
+    b.add_argument("--out", type=Path, required=True, help="index folder to create or replace")
+    b.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
+                   help="FAISS index: auto (exact up to 50k cases, then IVF; IVF-PQ when over the memory budget "
+                   "CXR_INDEX_MEMORY_GB), flat (exact), ivf, ivfpq or hnsw (fast, but removal needs a rebuild)")
+    b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    b.set_defaults(func=run)
+
+    a = sub.add_parser("add", help="add new datasets to an existing index (same model)",
+                       description="Embed only the images not yet in the index (by content hash) and add them.")
+    _dataset_flags(a)
+    a.add_argument("--index", type=Path, required=True, help="existing index folder")
+    a.set_defaults(func=run)
+
+    r = sub.add_parser("remove", help="remove cases by id or by source",
+                       description="Remove cases. Flat and IVF indices drop the vectors at once; HNSW indices "
+                       "hide them (tombstones) until `cxr index rebuild`.")
+    r.add_argument("--index", type=Path, required=True, help="index folder")
+    r.add_argument("--ids", type=int, nargs="+", default=None, help="case ids to remove")
+    r.add_argument("--source", nargs="+", default=None, help="remove every case of these sources")
+    r.set_defaults(func=run)
+
+    rb = sub.add_parser("rebuild", help="recreate the FAISS index from the stored vectors (compact, change type)",
+                        description="Rebuild the FAISS index from the embeddings kept in the folder, without "
+                        "re-reading images: drops tombstoned cases and re-applies the index-type rule "
+                        "(or --index-type).")
+    rb.add_argument("--index", type=Path, required=True, help="index folder")
+    rb.add_argument("--index-type", choices=INDEX_TYPES, default=None, help="new index type (default: as built)")
+    rb.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    rb.set_defaults(func=run)
+
+    s = sub.add_parser("stats", help="counts per source, finding, view and sex; index type; size on disk",
+                       description="Describe an index folder.")
+    s.add_argument("--index", type=Path, required=True, help="index folder")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=run)
+    parser.set_defaults(func=run, _index_parser=parser)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _print_stats(st: dict[str, Any]) -> None:
+    print(f"cases: {st['cases']} ({st['patients']} patients; {st['deleted']} removed, awaiting rebuild)")
+    print(f"index: {st['index_type']} {json.dumps(st['index_params'])}; embedding size {st['embed_dim']}; "
+          f"model {st['model_sha256'][:12]}; {_human(st['size_bytes'])} on disk")
+    for title, key in (("source", "by_source"), ("view", "by_view"), ("sex", "by_sex"), ("finding", "by_finding")):
+        counts = st[key]
+        print(f"by {title}:")
+        for name, n in list(counts.items())[:25]:
+            print(f"  {n:8d}  {name}")
+        if len(counts) > 25:
+            print(f"  ... {len(counts) - 25} more")
+
+
+def _report(rep: Any) -> None:
+    print(rep.summary())
+    if rep.unreadable:
+        print(f"unreadable images ({len(rep.unreadable)}), first ones:")
+        for ref, reason in rep.unreadable[:10]:
+            print(f"  {ref}: {reason}")
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "index_command", None)
+    if not action:
+        args._index_parser.print_help()
+        return 0
+    from index import builder
+
+    opts = {"include_ct": True} if getattr(args, "include_ct", False) else {}
+    if action == "build":
+        rep = builder.build_index(
+            args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
+            workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
+            embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
+        )
+        _report(rep)
+    elif action == "add":
+        rep = builder.add_to_index(
+            args.index, args.specs, model=args.model, batch_size=args.batch_size, workers=args.workers,
+            progress=not args.no_progress, dataset_opts=opts,
+            embedder=(builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size)
+                      if args.model else None),
+        )
+        _report(rep)
+    elif action == "remove":
+        if not args.ids and not args.source:
+            from embed.errors import CXRError
+
+            raise CXRError("say what to remove: --ids ID ... or --source NAME ...")
+        n = builder.remove_from_index(args.index, ids=args.ids, sources=args.source)
+        print(f"removed {n} cases from {args.index}")
+    elif action == "rebuild":
+        rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old)
+        print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
+    elif action == "stats":
+        st = builder.index_stats(args.index)
+        if args.json:
+            print(json.dumps(st, indent=2))
+        else:
+            _print_stats(st)
+    return 0
