@@ -80,7 +80,10 @@ def test_changing_the_example_reruns_the_search(monkeypatch, api_server):
     box = at.selectbox(key="example_case")
     assert len(box.options) >= 2
     before = at.session_state["result_key"]
-    box.select_index(1).run()
+    second = int(box.options[1].split(" ")[1])  # options read "case 17 · source · findings"
+    assert second != box.value
+    box.set_value(second).run()
+    assert at.session_state["example_case"] == second
     assert at.session_state["result_key"] != before
     assert at.session_state["result"]["hits"]
 

@@ -58,7 +58,7 @@ def _hit_card(client: CXRClient, hit: dict[str, Any]) -> None:
     case = render.hit_case(hit)
     cid = render.hit_id(hit)
     try:
-        st.image(fetch_image(client, cid, THUMB_SIZE), use_container_width=True)
+        st.image(fetch_image(client, cid, THUMB_SIZE), width="stretch")
     except APIError as exc:
         st.caption(f"image unavailable ({exc.code})")
     st.markdown(f"**#{hit.get('rank', '?')} · similarity {float(hit.get('similarity', 0)):.3f}**")
@@ -102,9 +102,9 @@ def show_detail(client: CXRClient, query_img: Image.Image | None) -> None:
         left, right, meta = st.columns([1, 1, 1])
         with left:
             if query_img is not None:
-                st.image(query_img, caption="Query (standardized)", use_container_width=True)
+                st.image(query_img, caption="Query (standardized)", width="stretch")
         with right:
-            st.image(Image.open(io.BytesIO(data)), caption=f"Case {cid}", use_container_width=True)
+            st.image(Image.open(io.BytesIO(data)), caption=f"Case {cid}", width="stretch")
         with meta:
             rows = render.metadata_rows(case)
             st.table({"field": [r[0] for r in rows], "value": [r[1] for r in rows]})
