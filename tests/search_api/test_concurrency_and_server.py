@@ -1,0 +1,113 @@
+"""Concurrent requests share the engine safely; uploads stay in memory; a real uvicorn process serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.search_api.conftest import API_KEY, as_file, free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _summary(body: dict) -> list[tuple[int, float]]:
+    return [(h["case"]["id"], round(h["similarity"], 5)) for h in body["hits"]]
+
+
+def test_concurrent_searches_match_sequential(client, tiny_index):
+    names = [f"gen_{p:02d}_{j}.png" for p in range(0, 12, 2) for j in (0, 1)]
+    images = [tiny_index.image(n) for n in names]
+
+    def one(img: bytes) -> tuple[list, dict]:
+        r = client.post("/v1/search", files=as_file(img), data={"k": "6", "view": "PA,AP"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return _summary(body), body["vote"]
+
+    sequential = [one(img) for img in images]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(one, images * 2))
+    assert concurrent == sequential * 2
+    with ThreadPoolExecutor(max_workers=6) as pool:  # mixed endpoints at once
+        codes = list(pool.map(lambda i: client.get(f"/v1/cases/{i}/image", params={"size": 48}).status_code,
+                              range(1, 25)))
+    assert codes == [200] * 24
+
+
+def test_large_upload_is_not_spooled_to_disk(client, monkeypatch):
+    """Starlette would spool parts over 1 MB into a SpooledTemporaryFile; the API must not create one."""
+    import starlette.formparsers
+
+    created = []
+
+    class Recording(tempfile.SpooledTemporaryFile):
+        def __init__(self, *a, **kw):
+            created.append(kw)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", Recording)
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", Recording)
+    noise = np.random.default_rng(1).integers(0, 256, (1100, 1100), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", noise)
+    assert ok and len(png) > 1024 * 1024
+    r = client.post("/v1/search", files=as_file(png.tobytes()), data={"k": "2", "attention": "false"})
+    assert r.status_code == 200, r.text
+    assert created == []
+
+
+@pytest.mark.slow
+def test_real_uvicorn_process(tiny_index, tmp_path):
+    port = free_port()
+    env = dict(os.environ, CXR_API_API_KEYS=API_KEY, PYTHONPATH=str(PROJECT_ROOT))
+    env.pop("CXR_API_API_KEYS_FILE", None)
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "embed.cli", "serve", "--index", str(tiny_index.index_dir), "--model",
+           str(tiny_index.checkpoint), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server not ready:\n" + log.read_text()[-3000:]
+            try:
+                health = httpx.get(f"{url}/health", timeout=2)
+                if health.status_code == 200 and health.json()["index_loaded"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        assert httpx.get(f"{url}/v1/stats", timeout=10).status_code == 401
+        r = httpx.post(f"{url}/v1/search", headers={"X-API-Key": API_KEY}, timeout=60,
+                       files=as_file(tiny_index.image("gen_08_1.png")), data={"k": "4"})
+        assert r.status_code == 200, r.text
+        assert r.json()["count"] == 4 and "server" not in r.headers
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    out = log.read_text()
+    assert '"endpoint":"/v1/search"' in out and "MRN" not in out  # the audit line, without identifiers
+
+
+def test_serve_refuses_open_api_off_loopback(tiny_index):
+    env = dict(os.environ, CXR_API_API_KEYS="")
+    env.pop("CXR_API_API_KEYS_FILE", None)
+    res = subprocess.run([sys.executable, "-m", "embed.cli", "serve", "--index", str(tiny_index.index_dir),
+                          "--host", "0.0.0.0", "--port", str(free_port())],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "refusing to listen" in res.stderr
