@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
 import warnings
 
@@ -48,8 +49,9 @@ def read_dataset(data: bytes, *, name: str = "the image"):
             ds = pydicom.dcmread(buf, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise TruncatedImageError(
-            f"{name} starts like DICOM but its header could not be parsed ({exc}); the file is truncated or corrupt"
-        ) from exc
+            f"{name} starts like DICOM but its header could not be parsed ({type(exc).__name__}); "
+            "the file is truncated or corrupt"
+        ) from None  # pydicom's message may quote raw header bytes (names, ids): never pass it on
     _ensure_transfer_syntax(ds)
     return ds
 
@@ -100,9 +102,10 @@ def read_dicom(
     if not photometric and samples == 1:
         photometric = "MONOCHROME2"
     if photometric not in MONO + COLOUR + ("PALETTE COLOR",):
+        # echo the value only when it is a well-formed code string (a corrupt one may hold other tags' bytes)
+        shown = repr(photometric) if re.fullmatch(r"[A-Z0-9 _]{1,16}", photometric) else "invalid or missing"
         raise UnsupportedImageError(
-            f"{name} has photometric interpretation {photometric or 'missing'!r}, which is not supported; "
-            "convert it to MONOCHROME2"
+            f"{name} has photometric interpretation {shown}, which is not supported; convert it to MONOCHROME2"
         )
     if (photometric in MONO and samples != 1) or (photometric in COLOUR and samples != 3):
         raise UnsupportedImageError(
@@ -130,18 +133,25 @@ def _decode(ds, name: str) -> np.ndarray:
         raise
     except (NotImplementedError, RuntimeError) as exc:
         msg = str(exc)
-        if "plugin" in msg.lower() or "handler" in msg.lower() or "no pixel data decoders" in msg.lower():
-            ts = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        if "missing dependencies" in msg or "no pixel data decoders" in msg.lower():
+            ts = ds.file_meta.get("TransferSyntaxUID")
+            ts_name = getattr(ts, "name", "") if ts is not None else ""
+            if ts is not None and ts_name and ts_name != str(ts):  # a registered transfer syntax
+                raise UnsupportedImageError(
+                    f"{name} uses transfer syntax {ts_name!r} that no installed decoder handles; install "
+                    "pylibjpeg and its plugins (`pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg "
+                    "pyjpegls`) or python-gdcm"
+                ) from None
             raise UnsupportedImageError(
-                f"{name} uses transfer syntax {getattr(ts, 'name', ts)} that no installed decoder handles; "
-                "install pylibjpeg with its openjpeg and libjpeg plugins (`pip install pylibjpeg "
-                "pylibjpeg-openjpeg pylibjpeg-libjpeg`)"
-            ) from exc
-        raise TruncatedImageError(f"{name}: DICOM pixel data could not be decoded ({exc}); the file is corrupt") from exc
+                f"{name} has an unknown transfer syntax; export it as uncompressed, JPEG or JPEG 2000 DICOM"
+            ) from None
+        raise TruncatedImageError(
+            f"{name}: DICOM pixel data could not be decoded ({type(exc).__name__}); the file is corrupt"
+        ) from None
     except Exception as exc:
         raise TruncatedImageError(
-            f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}: {exc}); export it again"
-        ) from exc
+            f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}); export it again"
+        ) from None
     return np.asarray(arr)
 
 
@@ -182,11 +192,11 @@ def grey_pipeline(arr: np.ndarray, ds, *, correct_photometric: bool = True) -> n
         try:
             arr = apply_modality_lut(arr, ds)
         except Exception as exc:  # malformed LUT: fall back to stored values, say so
-            log.warning("ignoring a malformed Modality LUT (%s)", exc)
+            log.warning("ignoring a malformed Modality LUT (%s)", type(exc).__name__)
         try:
             arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
         except Exception as exc:
-            log.warning("ignoring a malformed VOI LUT / window (%s)", exc)
+            log.warning("ignoring a malformed VOI LUT / window (%s)", type(exc).__name__)
     arr = np.asarray(arr, dtype=np.float32)
     if correct_photometric and needs_inversion(ds):
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)

@@ -131,11 +131,15 @@ def read_image(
     except MemoryError as exc:
         raise ImageTooLargeError(f"{name}: not enough memory to decode this image ({exc})") from exc
     except Exception as exc:  # any decoder failure on user bytes is a read error, never a crash
-        log.debug("decoder failure on %s", name, exc_info=True)
-        raise TruncatedImageError(
-            f"{name} looks like {kind.upper()} but could not be decoded ({type(exc).__name__}: {exc}); "
+        # A DICOM decoder's message may quote raw header bytes (names, ids): only its type is passed on.
+        detail = type(exc).__name__ if kind == "dicom" else f"{type(exc).__name__}: {str(exc)[:200]}"
+        err = TruncatedImageError(
+            f"{name} looks like {kind.upper()} but could not be decoded ({detail}); "
             "the file is probably truncated or corrupt: export it again"
-        ) from exc
+        )
+        if kind == "dicom":
+            raise err from None
+        raise err from exc
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
     return CXRImage(pixels=pixels, meta=meta, format=kind)
 

@@ -158,3 +158,58 @@ def test_every_shared_dicom_is_deidentified(shared_data, caplog):
         if pid:
             assert meta["patient"] == pseudonymize("dicom", str(pid)) and meta["patient"] != pid
         caplog.clear()
+
+
+def test_corrupt_files_do_not_leak_identifiers_in_errors_or_logs(caplog):
+    """Decoder messages can quote raw header bytes: fuzzed files must not put a name or id in an error or log."""
+    import random
+
+    from embed.errors import CXRError
+
+    ds = make_dataset(np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096, bits_stored=12,
+                      WindowCenter="100", WindowWidth="50", RescaleSlope="2", RescaleIntercept="3")
+    # identifying values *behind* the image group (0028), where a corrupt length makes a LUT or
+    # window element swallow them into a decoder's error message
+    ds.ScheduledPerformingPhysicianName = "Secretary^Jane^Behind"
+    ds.private_block(0x0029, "ACME 1.0", create=True).add_new(0x10, "LO", "MRN-BEHIND-0042")
+    data = to_bytes(ds)
+    pixel_tag = data.find(b"\xe0\x7f\x10\x00")
+    secrets = [v for k, v in IDENTIFYING.items() if not k.endswith(("Date", "Time"))]
+    secrets += ["Secretary^Jane^Behind", "MRN-BEHIND-0042"]
+    rnd = random.Random(11)
+    texts = []
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(400):
+            x = bytearray(data)
+            for _ in range(rnd.randrange(1, 4)):
+                x[rnd.randrange(pixel_tag - 400, pixel_tag)] = rnd.randrange(256)
+            if rnd.random() < 0.3:
+                x = x[: rnd.randrange(200, len(x))]
+            try:
+                texts.append(json.dumps(read_image(bytes(x)).meta))
+            except CXRError as exc:
+                texts.append(str(exc))
+                cause = exc.__cause__
+                texts.append(str(cause) if cause is not None else "")
+    blob = "\n".join(texts) + caplog.text
+    leaks = [s for s in secrets if s in blob]
+    assert not leaks, leaks
+
+
+def test_value_swallowed_by_a_corrupt_length_is_not_logged(caplog):
+    """A VOI LUT Function whose length field runs over the next elements makes pydicom's error quote
+    them verbatim ("Unsupported ... value '...'"), private patient id included. The reader logs only
+    the error type."""
+    import struct
+
+    ds = make_dataset(np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096, bits_stored=12,
+                      WindowCenter="100", WindowWidth="50", VOILUTFunction="LINEAR")
+    ds.private_block(0x0029, "ACME 1.0", create=True).add_new(0x10, "LO", "MRN-BEHIND-0042")
+    data = bytearray(to_bytes(ds))
+    ww = data.find(b"\x28\x00\x56\x10CS")  # (0028,1056) VOI LUT Function, explicit VR
+    end = data.find(b"MRN-BEHIND-0042") + len("MRN-BEHIND-0042") + 1
+    data[ww + 6 : ww + 8] = struct.pack("<H", end - (ww + 8))
+    with caplog.at_level(logging.DEBUG):
+        img = read_image(bytes(data))
+    assert "malformed VOI" in caplog.text  # the corruption was noticed ...
+    assert "MRN-BEHIND" not in caplog.text and "MRN-BEHIND" not in json.dumps(img.meta)  # ... and not quoted
