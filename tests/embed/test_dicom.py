@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -198,6 +199,12 @@ def test_truncated_dicom(keep):
 
 # ----------------------------------------------------------------------------- shared real files
 
+@functools.lru_cache(maxsize=32)
+def _read_cached(path: str, correct_photometric: bool = True):
+    """Decoding the 2000 px J2K/JPEG-LS files takes ~0.3 s: read each once per session."""
+    return read_image(path, correct_photometric=correct_photometric)
+
+
 def _shared(shared_data, name):
     path = shared_data / "dicom" / name
     if not path.exists():
@@ -218,7 +225,7 @@ SHARED = [
 
 @pytest.mark.parametrize("name", SHARED)
 def test_every_shared_dicom_decodes(shared_data, name):
-    img = read_image(_shared(shared_data, name))
+    img = _read_cached(str(_shared(shared_data, name)))
     assert img.format == "dicom"
     assert img.pixels.ndim == 2 and img.pixels.shape == (img.meta["rows"], img.meta["columns"])
     assert np.isfinite(img.pixels).all()
@@ -233,21 +240,21 @@ CHESTS = ["wg04-RG1_J2KI.dcm", "CR-MONO1-10-chest.dcm", "siim-cr-chest.dcm", "rs
 @pytest.mark.parametrize("name", CHESTS)
 def test_chests_have_bright_mediastinum_and_dark_lungs(shared_data, name):
     """Bone bright, lungs dark: the central column (spine/heart) outshines the mid-lung fields."""
-    x = standardize(read_image(_shared(shared_data, name)), StandardizeConfig(size=96))
+    x = standardize(_read_cached(str(_shared(shared_data, name))), StandardizeConfig(size=96))
     rows = slice(25, 60)
     centre = x[rows, 43:53].mean()
     lungs = (x[rows, 20:32].mean() + x[rows, 64:76].mean()) / 2
     assert centre > lungs + 0.1, (centre, lungs)
     # and the MONOCHROME1 files are the ones whose raw data says the opposite
-    raw = standardize(read_image(_shared(shared_data, name), correct_photometric=False), StandardizeConfig(size=96))
-    if read_image(_shared(shared_data, name)).meta["photometric"] == "MONOCHROME1":
+    raw = standardize(_read_cached(str(_shared(shared_data, name)), False), StandardizeConfig(size=96))
+    if _read_cached(str(_shared(shared_data, name))).meta["photometric"] == "MONOCHROME1":
         assert raw[rows, 43:53].mean() < (raw[rows, 20:32].mean() + raw[rows, 64:76].mean()) / 2
 
 
 def test_rg1_j2k_and_jpegls_agree(shared_data):
     cfg = StandardizeConfig(size=224)
-    a = standardize(read_image(_shared(shared_data, "wg04-RG1_J2KI.dcm")), cfg)
-    b = standardize(read_image(_shared(shared_data, "wg04-RG1_JLSN.dcm")), cfg)
+    a = standardize(_read_cached(str(_shared(shared_data, "wg04-RG1_J2KI.dcm"))), cfg)
+    b = standardize(_read_cached(str(_shared(shared_data, "wg04-RG1_JLSN.dcm"))), cfg)
     assert _corr(a, b) > 0.99
 
 

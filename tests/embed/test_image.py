@@ -261,3 +261,27 @@ def test_oversized_file_refused_before_reading(tmp_path):
     with pytest.raises(ImageTooLargeError, match="bytes"):
         read_image(path, max_pixels=10)
     assert read_image(path).pixels.shape == GREY8.shape  # default limit: fine
+
+
+def test_png_rgba16_keeps_values_and_drops_alpha():
+    g = RNG.integers(0, 65536, (5, 6), dtype=np.uint16)
+    ok, buf = cv2.imencode(".png", np.dstack([g, g // 2, g // 3, np.full_like(g, 60000)]))  # BGRA
+    assert ok and buf.tobytes()[25] == 6  # colour type: RGBA
+    img = read_image(buf.tobytes())
+    assert img.pixels.shape == (5, 6, 3)
+    np.testing.assert_array_equal(img.pixels[..., 2], g)  # cv2's B -> our R order is handled
+    np.testing.assert_array_equal(img.pixels[..., 0], g // 3)
+
+
+def test_jpeg_exif_orientation_is_applied():
+    """Phone photos of films carry EXIF orientation: the image is turned the way it is displayed."""
+    arr = np.zeros((20, 40), np.uint8)
+    arr[:, :5] = 255  # bright left edge
+    pil = Image.fromarray(arr)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    img = read_image(buf.getvalue())
+    assert img.pixels.shape == (40, 20)
+    assert img.pixels[:3].mean() > 200 and img.pixels[-3:].mean() < 20  # left edge is now the top
