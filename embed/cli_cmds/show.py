@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the standardized image the model sees (PNG) and print its de-identified metadata",
         description="Read PATH (PNG, JPEG or DICOM, recognised by content) with the project's one reader: "
         "DICOM goes through its Modality LUT, VOI LUT/window and MONOCHROME1 inversion so bone is bright. "
-        "Then standardize it (grey, clip the brightest 1%%, rescale, optional equalization, resize and pad "
+        "Then standardize it (grey, clip the brightest 1%, rescale, optional equalization, resize and pad "
         "to a square) and write the result as an 8-bit PNG, so you can check what the encoder gets. "
         "The metadata printed is the de-identified allow-list (no names, ids, dates or institution). "
         "Example: cxr show scan.dcm --out preview.png --size 512 --equalize clahe",
@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", type=Path, metavar="PATH", help="image file: PNG, JPEG or DICOM")
     parser.add_argument("--out", "-o", type=Path, default=None,
                         help="PNG file to write (without it only the metadata is printed)")
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT",
+                        help="use the standardization stored in this model checkpoint (what that model sees); "
+                        "--size/--equalize/--clip-high still override it")
     parser.add_argument("--size", type=int, default=None,
                         help="side of the square output in pixels (default: the standard 224)")
     parser.add_argument("--equalize", choices=("none", "hist", "clahe"), default=None,
@@ -47,10 +50,16 @@ def run(args: argparse.Namespace) -> int:
         raise CXRError(f"--out must name a .png file (got {args.out.name}); previews are always PNG")
     img = read_image(args.path, correct_photometric=not args.raw_photometric)
     defaults = StandardizeConfig()
+    if args.checkpoint is not None:
+        from embed.models.checkpoint import read_checkpoint
+
+        defaults = StandardizeConfig.from_dict(read_checkpoint(args.checkpoint).get("std_cfg") or None)
     cfg = StandardizeConfig(
         size=args.size if args.size is not None else defaults.size,
         equalize=args.equalize or defaults.equalize,
         clip_high_pct=args.clip_high if args.clip_high is not None else defaults.clip_high_pct,
+        clip_low_pct=defaults.clip_low_pct,
+        clahe_clip=defaults.clahe_clip,
     )
     info: dict = {"format": img.format, "shape": list(img.pixels.shape), **img.meta}
     if args.out is not None:

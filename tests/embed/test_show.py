@@ -48,3 +48,20 @@ def test_show_user_errors_exit_2(tmp_path, capsys):
     assert main(["show", str(src), "--out", str(tmp_path / "p.jpg")]) == 2
     assert main(["show", str(src), "--out", str(tmp_path / "p.png"), "--size", "2"]) == 2
     assert "size must be" in capsys.readouterr().err
+
+
+def test_show_uses_the_checkpoint_standardization(tmp_path, capsys):
+    from embed.models import create_model, save_checkpoint
+
+    ckpt = tmp_path / "model.pt"
+    std = StandardizeConfig(size=48, equalize="clahe", clahe_clip=3.0)
+    save_checkpoint(ckpt, create_model("cxr_test_tiny"), std_cfg=std, labels=["a"])
+    src = tmp_path / "x.dcm"
+    src.write_bytes(make_dicom((np.arange(30 * 20, dtype=np.uint16).reshape(30, 20) ** 2) % 4000, bits_stored=12))
+    out = tmp_path / "p.png"
+    assert main(["show", str(src), "-o", str(out), "--checkpoint", str(ckpt), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["standardize"]["fingerprint"] == std.fingerprint()
+    np.testing.assert_allclose(read_image(out).pixels / 255.0, standardize(read_image(src), std), atol=1 / 255 + 1e-6)
+    assert main(["show", str(src), "-o", str(out), "--checkpoint", str(ckpt), "--size", "32"]) == 0
+    assert read_image(out).pixels.shape == (32, 32)
