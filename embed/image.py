@@ -202,6 +202,7 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
     """Decode a PNG/JPEG with PIL (cv2 for 16-bit colour PNG), header size checked first."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    ihdr = None
     if kind == "png":
         ihdr = _png_ihdr(data)
         if ihdr is None:
@@ -219,7 +220,7 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
             ) from exc
         width, height = img.size
         check_pixel_count(height, width, 1, max_pixels, name)
-        if kind == "png" and ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):
+        if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):  # 16-bit colour: PIL would drop to 8
             arr = _decode_png16_colour(data, name)
             bits = 16
         else:
