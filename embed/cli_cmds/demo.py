@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
                "--host", args.host, "--port", str(args.api_port)]
     ui_cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "app.py"),
               "--server.headless", "true", "--server.address", args.host,
-              "--server.port", str(args.ui_port), "--browser.gatherUsageStats", "false"]
+              "--server.port", str(args.ui_port), "--browser.gatherUsageStats", "false",
+              "--client.toolbarMode", "minimal"]
     with Children() as children:
         children.start("api", api_cmd, env=env, cwd=PROJECT_ROOT)
         children.start("page", ui_cmd, env=env, cwd=PROJECT_ROOT)

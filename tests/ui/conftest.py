@@ -162,7 +162,8 @@ def ui_server(api_server, tmp_path_factory) -> Iterator[str]:
     env.update({"CXR_UI_API_URL": api_server.url, "CXR_UI_API_KEY": api_server.key, "HOME": str(tmp)})
     cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "app.py"),
            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "minimal"]
     log = tmp / "page.log"
     proc = start(cmd, env, log)
     url = f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ Skips with a clear message where either is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def test_upload_in_chromium_shows_hits_vote_and_compare(browser_page, ui_server,
     page.goto(ui_server, wait_until="domcontentloaded")
     page.get_by_text("Chest X-ray similar-case search").wait_for(timeout=WAIT_MS)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(image))
-    page.get_by_text("similar cases").first.wait_for(timeout=WAIT_MS)
+    page.get_by_text(re.compile(r"^[0-9]+ similar cases$")).wait_for(timeout=WAIT_MS)
     page.get_by_text("kNN vote").wait_for(timeout=WAIT_MS)
-    hits = page.get_by_text("similarity 0.")
+    hits = page.get_by_text(re.compile(r"similarity -?[0-9]\.[0-9]{3}"))
     assert hits.count() >= 1
     assert page.get_by_text("Standardized query with the model's attention").count() == 1
     # the vote's probabilities are written out beside the chart
