@@ -221,6 +221,12 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
         width, height = img.size
         check_pixel_count(height, width, 1, max_pixels, name)
         if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):  # 16-bit colour: PIL would drop to 8
+            try:
+                img.verify()  # chunk CRCs and completeness, before libpng (which prints its errors) decodes
+            except Exception as exc:
+                raise TruncatedImageError(
+                    f"{name} is a 16-bit PNG that ends early or is corrupt ({type(exc).__name__}); export it again"
+                ) from exc
             arr = _decode_png16_colour(data, name)
             bits = 16
         else:

@@ -285,3 +285,11 @@ def test_jpeg_exif_orientation_is_applied():
     img = read_image(buf.getvalue())
     assert img.pixels.shape == (40, 20)
     assert img.pixels[:3].mean() > 200 and img.pixels[-3:].mean() < 20  # left edge is now the top
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.8])
+def test_truncated_16_bit_colour_png(keep):
+    arr = RNG.integers(0, 65536, (40, 30, 3), dtype=np.uint16)
+    data = cv2.imencode(".png", arr)[1].tobytes()
+    with pytest.raises(TruncatedImageError):
+        read_image(data[: int(len(data) * keep)])
