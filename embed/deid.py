@@ -18,7 +18,9 @@ Kept, and why it is safe:
   technique, not as identity: it names a product line shared by many sites,
   and helps to explain domain shift. Device serial numbers, station names and
   institution are never kept (the *Retain Device Identity* option is not used).
-- ``patient``: ``pseudonymize("dicom", PatientID)``, a keyed hash (never the id).
+- ``patient``: ``pseudonymize("dicom", PatientID)``, a keyed hash (never the id); left out
+  when the id is an anonymizer's placeholder ("ANONYMOUS", "XX", "0", ...), which would
+  otherwise merge unrelated images into one patient.
 - ``day_offset``: the study date as days after a caller-given reference date
   (e.g. the patient's first study), only when one is given; otherwise dates
   are dropped entirely (the profile's *Retain Longitudinal Temporal
@@ -75,6 +77,13 @@ _VIEW_MAP = {
     "LLO": "LLO",
 }
 _MODEL_RE = re.compile(r"^[\w .,+()/-]{1,64}$")
+# Ids that anonymizers write in place of the real one: they name no patient, and pseudonymizing them
+# would merge every such image into one "patient" (same-patient exclusion would then hide them all).
+_PLACEHOLDER_IDS = {
+    "", "0", "00000000", "-", "?", "x", "xx", "xxx", "na", "n/a", "none", "null", "nil", "unknown",
+    "anon", "anonymous", "anonymized", "anonymised", "removed", "deidentified", "de-identified",
+    "patient", "patientid", "test", "id",
+}
 
 
 def normalize_view(value: Any) -> str | None:
@@ -160,6 +169,15 @@ def _transfer_syntax(ds) -> str | None:
     return name if name and name != str(uid) and len(name) <= 120 else str(uid)
 
 
+def patient_key(ds) -> str | None:
+    """The raw PatientID for in-memory grouping and pseudonyms; None for absent or placeholder ids."""
+    value = _get(ds, "PatientID")
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text.lower() in _PLACEHOLDER_IDS else text
+
+
 def deidentify_dataset(ds, *, reference_date: dt.date | None = None) -> dict:
     """The allow-listed, de-identified metadata of a DICOM data set (see the module doc)."""
     out: dict[str, Any] = {
@@ -177,8 +195,7 @@ def deidentify_dataset(ds, *, reference_date: dt.date | None = None) -> dict:
     model = _get(ds, "ManufacturerModelName")
     if model is not None and _MODEL_RE.match(str(model).strip()):
         out["manufacturer_model"] = str(model).strip()
-    patient_id = _get(ds, "PatientID")
-    out["patient"] = pseudonymize("dicom", str(patient_id)) if patient_id not in (None, "") else None
+    out["patient"] = pseudonymize("dicom", patient_key(ds))
     if reference_date is not None:
         day = study_date(ds)
         out["day_offset"] = float((day - reference_date).days) if day is not None else None

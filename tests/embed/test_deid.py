@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import UID
 
-from embed.deid import deidentify_dataset, normalize_view, parse_age, parse_da, study_date
+from embed.deid import deidentify_dataset, normalize_view, parse_age, parse_da, patient_key, study_date
 from embed.errors import ImageReadError
 from embed.image import read_image
 from embed.pseudonym import pseudonymize
@@ -154,9 +154,11 @@ def test_every_shared_dicom_is_deidentified(shared_data, caplog):
         with caplog.at_level(logging.DEBUG):
             meta = read_image(path).meta
         assert_no_leak(meta, raw, caplog.text)
-        pid = raw.get("PatientID")
+        pid = patient_key(raw)  # None for absent / placeholder ids such as "XX"
         if pid:
-            assert meta["patient"] == pseudonymize("dicom", str(pid)) and meta["patient"] != pid
+            assert meta["patient"] == pseudonymize("dicom", pid) and meta["patient"] != pid
+        else:
+            assert "patient" not in meta
         caplog.clear()
 
 
@@ -213,3 +215,12 @@ def test_value_swallowed_by_a_corrupt_length_is_not_logged(caplog):
         img = read_image(bytes(data))
     assert "malformed VOI" in caplog.text  # the corruption was noticed ...
     assert "MRN-BEHIND" not in caplog.text and "MRN-BEHIND" not in json.dumps(img.meta)  # ... and not quoted
+
+
+@pytest.mark.parametrize("placeholder", ["ANONYMOUS", "Anonymized", "XX", "0", "  ", "unknown"])
+def test_placeholder_patient_ids_give_no_pseudonym(placeholder):
+    """An anonymizer's placeholder is no patient: pseudonymizing it would make all such images one patient."""
+    ds = make_dataset(np.zeros((2, 2), np.uint8), PatientID=placeholder)
+    assert "patient" not in deidentify_dataset(ds)
+    ds.PatientID = "XX-1234"
+    assert deidentify_dataset(ds)["patient"] == pseudonymize("dicom", "XX-1234")
