@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--index", type=Path, required=True, help="index folder given to cxr demo")
     ap.add_argument("--fresh", action="store_true", help="delete the index folder first (cold start)")
     ap.add_argument("--data", type=Path, default=None, help="passed to cxr demo --data")
+    ap.add_argument("--model", type=Path, default=None, help="passed to cxr demo --model")
     ap.add_argument("--query", type=Path, default=None, help="image for the first search (default: a shared CXR)")
     ap.add_argument("--timeout", type=float, default=1800.0)
     args = ap.parse_args()
@@ -51,6 +52,8 @@ def main() -> int:
            "--api-port", str(api_port), "--ui-port", str(ui_port), "--ready-timeout", str(args.timeout)]
     if args.data:
         cmd += ["--data", str(args.data)]
+    if args.model:
+        cmd += ["--model", str(args.model)]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         cmd += specs
         print(f"Building the demo index ({why if not args.rebuild else 'rebuild asked'}): "
               f"{len(specs)} dataset(s) from {data_dir} into {index_dir}", flush=True)
-        print("  " + " ".join(cmd[1:]), flush=True)
+        print("  cxr " + " ".join(cmd[3:]), flush=True)
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         rc = subprocess.call(cmd, cwd=PROJECT_ROOT)
         if rc != 0:
