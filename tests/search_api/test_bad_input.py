@@ -97,3 +97,47 @@ def test_malformed_multipart_400(client):
     r = client.post("/v1/search", content=b"abc", headers={"Content-Type": "multipart/form-data"})
     _err(r, 400)
     _err(client.post("/v1/search", content=b"{}", headers={"Content-Type": "application/json"}), 415)
+
+
+def test_jpeg_declaring_huge_size_413(client, tiny_index):
+    import struct
+
+    import cv2
+    import numpy as np
+
+    arr = cv2.imdecode(np.frombuffer(tiny_index.image(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    jpg = bytearray(cv2.imencode(".jpg", arr)[1].tobytes())
+    sof = jpg.find(b"\xff\xc0")
+    assert sof > 0
+    jpg[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)  # height, width in the frame header
+    _err(client.post("/v1/search", files=as_file(bytes(jpg), "x.jpg")), 413, "image_too_large")
+
+
+def test_same_patient_only_needs_known_patient(client):
+    import cv2
+    import numpy as np
+
+    novel = cv2.imencode(".png", np.random.default_rng(5).integers(0, 255, (80, 80), dtype=np.uint8))[1].tobytes()
+    _err(client.post("/v1/search", files=as_file(novel), data={"same_patient": "only"}), 422)
+
+
+def test_true_bug_gives_generic_500_without_trace(make_client):
+    from fastapi.testclient import TestClient
+
+    c = make_client()
+
+    @c.app.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal state /srv/data/patient.png")
+
+    raw = TestClient(c.app, raise_server_exceptions=False)
+    body = _err(raw.get("/v1/boom"), 500, "internal_error")
+    assert "secret" not in body["detail"] and "Traceback" not in body["detail"]
+
+
+def test_cors_off_by_default_and_on_when_configured(make_client):
+    headers = {"Origin": "https://viewer.example", "Access-Control-Request-Method": "POST"}
+    closed = make_client().options("/v1/search", headers=headers)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = make_client(cors_origins="https://viewer.example").options("/v1/search", headers=headers)
+    assert opened.headers.get("access-control-allow-origin") == "https://viewer.example"
