@@ -156,24 +156,21 @@ def _decode(ds, name: str) -> np.ndarray:
 
 
 def _mask_bits(arr: np.ndarray, ds) -> np.ndarray:
-    """Honour BitsStored: mask garbage above the high bit, sign-extend signed data."""
+    """Honour BitsStored: drop garbage (overlays) above it and sign-extend signed data.
+
+    HighBit is taken as BitsStored - 1, as the CR and DX IODs require and pydicom assumes.
+    """
     if not np.issubdtype(arr.dtype, np.integer):
         return arr
     stored = _int(ds, "BitsStored")
-    allocated = _int(ds, "BitsAllocated", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8
-    if not stored or stored >= allocated or stored >= arr.dtype.itemsize * 8:
+    nbits = arr.dtype.itemsize * 8
+    if not stored or stored >= nbits:
         return arr
-    high_bit = _int(ds, "HighBit", stored - 1)
-    shift = max(0, (high_bit if high_bit is not None else stored - 1) - (stored - 1))
-    u = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
-    if shift:
-        u = u >> shift
-    mask = (1 << stored) - 1
-    u = (u & mask).astype(np.int64 if _int(ds, "PixelRepresentation", 0) == 1 else u.dtype)
-    if _int(ds, "PixelRepresentation", 0) == 1:
-        sign = 1 << (stored - 1)
-        u = np.where(u & sign, u - (1 << stored), u)
-    return u
+    shift = nbits - stored
+    unsigned = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
+    if _int(ds, "PixelRepresentation", 0) == 1:  # arithmetic right shift sign-extends
+        return (unsigned << shift).view(np.dtype(f"i{arr.dtype.itemsize}")) >> shift
+    return unsigned & np.array((1 << stored) - 1, dtype=unsigned.dtype)
 
 
 def _is_native(ds) -> bool:

@@ -47,6 +47,13 @@ def test_signed_12_bit_is_sign_extended():
     np.testing.assert_array_equal(img.pixels, values.astype(np.float32))
 
 
+def test_signed_12_bit_with_garbage_high_bits():
+    values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
+    raw = (values.view(np.uint16) & np.uint16(0x0FFF)) | np.uint16(0xA000)  # 12-bit two's complement + junk
+    img = read_image(make_dicom(raw, bits_allocated=16, bits_stored=12, signed=False, PixelRepresentation=1))
+    np.testing.assert_array_equal(img.pixels, values.astype(np.float32))
+
+
 def test_modality_rescale_slope_intercept():
     img = read_image(make_dicom(RAMP12, bits_stored=12, RescaleSlope="2", RescaleIntercept="-1024"))
     np.testing.assert_allclose(img.pixels, RAMP12 * 2.0 - 1024.0)
