@@ -68,6 +68,10 @@ def require_api_key(
     """Dependency of the /v1 router; the keys were read once at start-up into ``app.state``."""
     keys: list[str] = getattr(request.app.state, "api_keys", None) or []
     if not keys:
+        # Defence in depth for `uvicorn --host 0.0.0.0` started by hand: an open API answers local clients only.
+        client = request.client.host if request.client else ""
+        if not is_loopback(client):
+            raise HTTPException(403, "no API key is configured on this server, so only local clients are served")
         return
     if not api_key:
         raise HTTPException(401, "missing API key: send it in the X-API-Key header",

@@ -127,7 +127,7 @@ def make_client(tiny_index):
 
     def make(**overrides: Any) -> TestClient:
         settings = APISettings(index_dir=tiny_index.index_dir, **overrides)
-        client = TestClient(create_app(settings, engine=tiny_index.engine))
+        client = TestClient(create_app(settings, engine=tiny_index.engine), client=("127.0.0.1", 50000))
         client.__enter__()
         clients.append(client)
         return client

@@ -82,3 +82,16 @@ def test_openapi_documents_key_and_endpoints():
     body = schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert "file" in body["properties"] and "k" in body["properties"]
     assert "examples" in str(schema["components"]["schemas"]["SearchResponse"])
+
+
+def test_open_api_serves_only_local_clients():
+    """No key configured: /v1 answers loopback clients, even if uvicorn was bound to 0.0.0.0 by hand."""
+    app = create_app(APISettings(api_keys=""))
+    with TestClient(app, client=("10.1.2.3", 40000)) as remote:
+        r = remote.get("/v1/stats")
+        assert r.status_code == 403 and "local" in r.json()["detail"]
+        assert remote.get("/health").status_code == 200
+    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+        assert local.get("/v1/stats").status_code == 503  # past auth; no index configured
+    with TestClient(create_app(APISettings(api_keys="k")), client=("10.1.2.3", 40000)) as keyed:
+        assert keyed.get("/v1/stats", headers={"X-API-Key": "k"}).status_code == 503
