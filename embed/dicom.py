@@ -22,7 +22,6 @@ import io
 import logging
 import re
 import struct
-import warnings
 
 import numpy as np
 
@@ -44,9 +43,7 @@ def read_dataset(data: bytes, *, name: str = "the image"):
 
     buf = io.BytesIO(data if not data.startswith(b"DICM") else b"\0" * 128 + data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(buf, force=True)
+        ds = pydicom.dcmread(buf, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise TruncatedImageError(
             f"{name} starts like DICOM but its header could not be parsed ({type(exc).__name__}); "
@@ -126,9 +123,7 @@ def read_dicom(
 def _decode(ds, name: str) -> np.ndarray:
     """Stored values as an ndarray; YBR is converted to RGB by pydicom."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = ds.pixel_array
+        arr = ds.pixel_array
     except MemoryError:
         raise
     except (NotImplementedError, RuntimeError) as exc:
@@ -184,16 +179,14 @@ def grey_pipeline(arr: np.ndarray, ds, *, correct_photometric: bool = True) -> n
 
     if _is_native(ds):
         arr = _mask_bits(arr, ds)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            arr = apply_modality_lut(arr, ds)
-        except Exception as exc:  # malformed LUT: fall back to stored values, say so
-            log.warning("ignoring a malformed Modality LUT (%s)", type(exc).__name__)
-        try:
-            arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
-        except Exception as exc:
-            log.warning("ignoring a malformed VOI LUT / window (%s)", type(exc).__name__)
+    try:
+        arr = apply_modality_lut(arr, ds)
+    except Exception as exc:  # malformed LUT: fall back to stored values, say so
+        log.warning("ignoring a malformed Modality LUT (%s)", type(exc).__name__)
+    try:
+        arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
+    except Exception as exc:
+        log.warning("ignoring a malformed VOI LUT / window (%s)", type(exc).__name__)
     arr = np.asarray(arr, dtype=np.float32)
     if correct_photometric and needs_inversion(ds):
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,37 +207,35 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
         if ihdr is None:
             raise TruncatedImageError(f"{name} starts like a PNG but has no IHDR header; the file is corrupt")
         check_pixel_count(ihdr[1], ihdr[0], 1, max_pixels, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name} declares too many pixels ({exc}); downscale it first") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise TruncatedImageError(
+            f"{name} starts like {kind.upper()} but its header is corrupt or cut short; export it again"
+        ) from exc
+    width, height = img.size
+    check_pixel_count(height, width, 1, max_pixels, name)
+    if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):  # 16-bit colour: PIL would drop to 8
         try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"{name} declares too many pixels ({exc}); downscale it first") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            img.verify()  # chunk CRCs and completeness, before libpng (which prints its errors) decodes
+        except Exception as exc:
             raise TruncatedImageError(
-                f"{name} starts like {kind.upper()} but its header is corrupt or cut short; export it again"
+                f"{name} is a 16-bit PNG that ends early or is corrupt ({type(exc).__name__}); export it again"
             ) from exc
-        width, height = img.size
-        check_pixel_count(height, width, 1, max_pixels, name)
-        if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):  # 16-bit colour: PIL would drop to 8
-            try:
-                img.verify()  # chunk CRCs and completeness, before libpng (which prints its errors) decodes
-            except Exception as exc:
-                raise TruncatedImageError(
-                    f"{name} is a 16-bit PNG that ends early or is corrupt ({type(exc).__name__}); export it again"
-                ) from exc
-            arr = _decode_png16_colour(data, name)
-            bits = 16
-        else:
-            try:
-                img.load()
-            except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
-                raise TruncatedImageError(
-                    f"{name} is a {kind.upper()} that ends early or is corrupt ({exc}); export it again"
-                ) from exc
-            if kind == "jpeg":
-                img = ImageOps.exif_transpose(img)
-            arr, bits = _pil_to_array(img)
+        arr = _decode_png16_colour(data, name)
+        bits = 16
+    else:
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            raise TruncatedImageError(
+                f"{name} is a {kind.upper()} that ends early or is corrupt ({exc}); export it again"
+            ) from exc
+        if kind == "jpeg":
+            img = ImageOps.exif_transpose(img)
+        arr, bits = _pil_to_array(img)
     meta = {"rows": int(arr.shape[0]), "columns": int(arr.shape[1]), "bits_stored": bits,
             "color": "grey" if arr.ndim == 2 else "rgb"}
     return arr, meta

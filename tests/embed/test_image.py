@@ -293,3 +293,23 @@ def test_truncated_16_bit_colour_png(keep):
     data = cv2.imencode(".png", arr)[1].tobytes()
     with pytest.raises(TruncatedImageError):
         read_image(data[: int(len(data) * keep)])
+
+
+def test_concurrent_reads_agree_with_sequential():
+    """The API reads uploads in a thread pool: the reader keeps no shared mutable state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [_png(RGB8), _jpeg(GREY8), make_dicom(GREY8, photometric="MONOCHROME1"),
+              _png(np.arange(64, dtype=np.uint16).reshape(8, 8) * 999), b"junk" * 40] * 4
+
+    def attempt(data):
+        try:
+            return read_image(data).pixels
+        except ImageReadError as exc:
+            return type(exc).__name__
+
+    sequential = [attempt(d) for d in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(attempt, inputs))
+    for a, b in zip(sequential, parallel):
+        assert (a == b) if isinstance(a, str) else np.array_equal(a, b)
