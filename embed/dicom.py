@@ -183,6 +183,8 @@ def grey_pipeline(arr: np.ndarray, ds, *, correct_photometric: bool = True) -> n
         arr = apply_modality_lut(arr, ds)
     except Exception as exc:  # malformed LUT: fall back to stored values, say so
         log.warning("ignoring a malformed Modality LUT (%s)", type(exc).__name__)
+    if "VOILUTSequence" in ds and np.issubdtype(np.asarray(arr).dtype, np.floating):
+        arr = np.rint(arr).astype(np.int32)  # a LUT is indexed by integers (rescale output is float)
     try:
         arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
     except Exception as exc:
