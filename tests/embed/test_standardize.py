@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -181,14 +180,12 @@ def test_load_standardized_equals_read_then_standardize():
     np.testing.assert_array_equal(load_standardized(buf.getvalue(), cfg), standardize(read_image(buf.getvalue()), cfg))
 
 
-def test_large_image_is_fast():
-    """A 3000x2500 16-bit radiograph standardizes in well under the time a model needs for it."""
+def test_large_image_standardizes_to_target():
+    """A 3000x2500 16-bit radiograph comes out at the configured size in [0, 1] (speed: scripts/bench_embed.py)."""
     img = RNG.integers(0, 4096, (3000, 2500)).astype(np.uint16)
-    standardize(img, StandardizeConfig())  # warm up cv2
-    t0 = time.perf_counter()
-    for _ in range(3):
-        standardize(img, StandardizeConfig(equalize="clahe"))
-    assert (time.perf_counter() - t0) / 3 < 0.25
+    out = standardize(img, StandardizeConfig(equalize="clahe"))
+    assert out.shape == (224, 224) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
 
 
 def test_shared_png_and_jpeg_standardize(shared_data):
