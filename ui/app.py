@@ -64,6 +64,12 @@ def get_client(url: str, key: str | None) -> CXRClient:
     return CXRClient(url, key)
 
 
+@st.cache_data(show_spinner=False, ttl=60)
+def cached_stats(_client: CXRClient, base_url: str, key_id: str) -> dict:
+    """/v1/stats once a minute, not on every widget change (errors are not cached)."""
+    return _client.stats()
+
+
 def show_error(exc: Exception) -> None:
     """Plain message in the page; details only in the server log, never a stack trace."""
     if isinstance(exc, APIError):
@@ -155,7 +161,7 @@ def main() -> None:
     url, key = api_config()
     client = get_client(url, key)
     try:
-        stats = client.stats()
+        stats = cached_stats(client, url, hashlib.sha256((key or "").encode()).hexdigest()[:16])
     except APIError as exc:
         show_error(exc)
         stats = None
