@@ -41,6 +41,10 @@ class StandardizeConfigError(CXRError, ValueError):
     code = "standardize_config"
 
 
+# Bump when standardize() changes its output for the same config (invalidates caches and indices).
+ALGORITHM_VERSION = 1
+
+
 @dataclass(frozen=True)
 class StandardizeConfig:
     """How images are standardized; frozen and serializable (it is part of every model and index)."""
@@ -94,8 +98,12 @@ class StandardizeConfig:
         return cls(**d)
 
     def fingerprint(self) -> str:
-        """First 16 hex of the sha256 of the canonical JSON: compared between model and index."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """First 16 hex of the sha256 of the canonical JSON plus the algorithm version.
+
+        Compared between model and index, and the key of the standardized-image
+        cache: a change of the algorithm (``ALGORITHM_VERSION``) must invalidate both.
+        """
+        canon = json.dumps({**self.to_dict(), "_algorithm": ALGORITHM_VERSION}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
