@@ -35,7 +35,7 @@ def _head(path: Path) -> bytes:
 def read_dicom(root: Path, *, verify: str = "header") -> DatasetLoad:
     """Read every DICOM file below ``root``; non-DICOM files and non-radiograph modalities are reported."""
     pydicom = require("pydicom", "pip install pydicom")
-    from embed.deid import deidentify_dataset, study_date
+    from embed.deid import deidentify_dataset, patient_key, study_date
 
     files = [root] if root.is_file() else walk_files(root)
     base = root.parent if root.is_file() else root
@@ -71,13 +71,13 @@ def read_dicom(root: Path, *, verify: str = "header") -> DatasetLoad:
     # The raw PatientID and dates stay in memory only, to compute offsets from each patient's first study.
     first: dict[str, object] = {}
     for _, ds in headers:
-        pid, day = str(ds.get("PatientID", "") or ""), study_date(ds)
+        pid, day = patient_key(ds), study_date(ds)
         if pid and day is not None and (pid not in first or day < first[pid]):
             first[pid] = day
     records: list[CaseRecord] = []
     for path, ds in headers:
-        pid = str(ds.get("PatientID", "") or "")
-        meta = deidentify_dataset(ds, reference_date=first.get(pid))
+        pid = patient_key(ds)
+        meta = deidentify_dataset(ds, reference_date=first.get(pid) if pid else None)
         extra = {k: v for k, v in meta.items() if k not in {"patient", "view", "sex", "age", "day_offset"}}
         records.append(
             CaseRecord(
