@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     results: list[Level] = []
+    load_start = os.getloadavg()
     try:
         ready_s = wait_ready(url, proc, 300)
         log.info("server ready in %.1f s (pid %d, RSS %.0f MB)", ready_s, proc.pid, rss_mb(proc.pid))
@@ -280,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()}-core CPU, no GPU ({platform.machine()})",
         "model": model_note, "index": str(args.index), "query_px": args.size, "k": args.k,
         "server_ready_s": round(ready_s, 1), "levels": [asdict(r) for r in results],
+        "loadavg_1m_start_end": [round(load_start[0], 1), round(os.getloadavg()[0], 1)],
     }
+    log.info("host load average (1 min) at start %.1f, at end %.1f: other processes share the CPU",
+             *report["loadavg_1m_start_end"])
     print("| concurrency | seconds | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server RSS start→end (max) MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
