@@ -77,10 +77,11 @@ async def similar(
 ) -> SearchResponse:
     """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
     p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)
+    filters = p.filters()
 
     def work() -> SearchResponse:
         _get_case(engine, case_id)
-        result = engine.search(case_id, k=p.k, filters=p.filters(), with_attention=p.attention, **p.patient_flags())
+        result = engine.search(case_id, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
         result.hits = [h for h in result.hits if h.case.id != case_id]
         return search_response(result, p.k, request.app.state.model_sha)
 

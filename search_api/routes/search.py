@@ -59,9 +59,10 @@ async def search(request: Request, engine: Any = Depends(get_engine),
                  settings: APISettings = Depends(get_api_settings)) -> SearchResponse:
     """The k most similar indexed cases, their kNN vote and prognosis, the attention map and standardized query."""
     data, p = await _query(request, settings)
+    filters = p.filters()
 
     def work() -> SearchResponse:
-        result = engine.search(data, k=p.k, filters=p.filters(), with_attention=p.attention, **p.patient_flags())
+        result = engine.search(data, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
         return search_response(result, p.k, request.app.state.model_sha)
 
     response = await run_blocking(request, work)
@@ -76,7 +77,8 @@ async def classify(request: Request, engine: Any = Depends(get_engine),
                    settings: APISettings = Depends(get_api_settings)) -> ClassifyResponse:
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
     data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
-    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=p.filters())
+    filters = p.filters()
+    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=filters)
     request.state.result_count = len(vote)
     return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
 
