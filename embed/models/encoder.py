@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embed.errors import ModelError
 from embed.models.attention import AttentionPool2d
 from embed.models.config import EncoderConfig
 
@@ -41,7 +42,11 @@ class CXREncoder(nn.Module):
         return self.cfg.embed_dim
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.backbone(x)
+        feats = self.backbone.forward_features(x)  # last feature map, before any timm head
+        if feats.ndim != 4:
+            raise ModelError(
+                f"backbone {self.cfg.backbone!r} returns tokens, not a feature map; choose a convolutional timm model"
+            )
         pooled, attn = self.pool(feats)
         z = self.head(pooled).float()
         emb = F.normalize(z, dim=-1)

@@ -38,6 +38,7 @@ class TrainConfig:
     max_minutes: float | None = None
     max_train_images: int | None = None  # subsample (by patient-split order) for quick experiments
     num_workers: int = 0
+    threads: int | None = None  # torch CPU threads (None: torch's default)
     device: str = "auto"
     amp: bool = True
     augment: dict[str, Any] = field(default_factory=dict)

@@ -110,7 +110,8 @@ def validate(model, data: RunData, cfg: TrainConfig, device: torch.device) -> di
     gidx = [data.val_ds.global_of[i] for i in local]
     recs = [data.records[i] for i in gidx]
     return retrieval_metrics(
-        emb, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab), k=cfg.eval_k
+        emb, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab), k=cfg.eval_k,
+        class_names=data.vocab,
     )
 
 
@@ -130,6 +131,8 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
     t0 = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     data = prepare_data(cfg, specs, progress=progress)
     device = select_device(cfg.device)

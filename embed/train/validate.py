@@ -66,6 +66,7 @@ def retrieval_metrics(
     sources: Sequence[str],
     n_classes: int,
     k: int = 10,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, float | None | dict]:
     """precision_at_1, mean_average_precision_at_r, knn_auc (macro) and knn_auc per source."""
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
@@ -83,9 +84,25 @@ def retrieval_metrics(
         "knn_auc": macro_auc(scores, labels),
     }
     src = np.asarray(sources)
-    per = {}
+    per, per_class = {}, {}
     for s in sorted(set(sources)):
         m = src == s
         per[s] = macro_auc(scores[m], labels[m])
+        per_class[s] = class_aucs(scores[m], labels[m], class_names)
     out["knn_auc_by_source"] = per
+    # e.g. kermany/normal: normal vs the rest of that source (normal vs pneumonia there)
+    out["knn_auc_by_source_class"] = per_class
     return out
+
+
+def class_aucs(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None) -> dict[str, float]:
+    """One-vs-rest AUC of each class's vote share, for classes with positives and negatives."""
+    from sklearn.metrics import roc_auc_score
+
+    res = {}
+    for c in range(scores.shape[1]):
+        y = labels == c
+        if 0 < y.sum() < len(y):
+            name = class_names[c] if class_names is not None else str(c)
+            res[name] = round(float(roc_auc_score(y, scores[:, c])), 4)
+    return res
