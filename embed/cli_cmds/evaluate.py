@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise CXRError("--k must be >= 1")
     methods = ("model",) if args.no_baselines else METHODS
-    command = "cxr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else None
+    # the exact command goes into metrics.json and results.md (only when run from the shell)
+    command = "cxr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv[1:3] else None
     result = run_evaluation(
         model, sets, args.out, batch_size=args.batch_size, workers=args.workers, device=args.device, k=args.k,
         methods=methods, progress=not args.no_progress, plots=not args.no_plots, command=command,
