@@ -238,6 +238,7 @@ def prepare(
     counts.update(rows=int(len(X)), patients=int(len(np.unique(groups))), positives=int(y.sum()),
                   negatives=int(len(y) - y.sum()))
     counts["positive_patients"] = int(len(np.unique(groups[y == 1])))
+    counts["missing_tabular"] = {c: int(tab[c].isna().sum()) for c in numeric + categorical}
     return TransferData(X=X, y=y, groups=groups, image_columns=img_cols, numeric_columns=numeric,
                         categorical_columns=categorical, target=target, aggregate=aggregate, counts=counts)
 

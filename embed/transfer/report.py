@@ -36,6 +36,10 @@ def markdown_table(summary: dict) -> str:
             feats += f" ({', '.join(summary['tabular'])})"
         lines.append(f"| {feats} | {_fmt(r['auc'])} | [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
                      f"{_fmt(r['brier'], 3)} | {c['patients']} | {c['positive_patients']} |")
+    missing = {k: v for k, v in c.get("missing_tabular", {}).items() if v}
+    if missing:
+        lines += ["", "Missing tabular values (imputed inside the folds, with a missing indicator): "
+                  + ", ".join(f"{k} {v}" for k, v in missing.items()) + "."]
     for name, d in summary.get("differences", {}).items():
         lines += ["", f"AUC difference {name}: {_fmt(d['delta'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}] "
                       f"(paired patient bootstrap)."]

@@ -20,6 +20,8 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     frontal = df[df["view"] != "LATERAL"]
     assert report["counts"]["dropped_unknown_target"] == int(frontal["went_icu"].isna().sum())
     assert report["counts"]["patients"] == frontal.loc[frontal["went_icu"].notna(), "patient"].nunique()
+    kept = frontal[frontal["went_icu"].notna()].sort_values("day_offset", kind="stable").groupby("patient").head(1)
+    assert report["counts"]["missing_tabular"]["age"] == int(kept["age"].isna().sum())
     for r in report["results"].values():
         assert r["ci_low"] <= r["auc"] <= r["ci_high"]
     for name in ("went_icu_roc.png", "went_icu_calibration.png"):
