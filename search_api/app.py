@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -84,6 +84,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.engine_error:
             log.error("index not loaded: %s", app.state.engine_error)
     engine = app.state.engine
+    threads = settings.engine_threads or max(1, os.cpu_count() or 1)
+    app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
     app.state.model_sha = _short_sha(engine) if engine is not None else None
     app.state.model_name = _model_name(engine) if engine is not None else None
     if engine is not None:
@@ -91,6 +93,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.executor.shutdown(wait=True, cancel_futures=True)
+        app.state.executor = None
         if given is None and engine is not None and hasattr(engine, "close"):
             engine.close()
         app.state.engine = given
@@ -108,8 +112,7 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     app.state.engine = engine
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
-    threads = settings.engine_threads or max(1, os.cpu_count() or 1)
-    app.state.limiter = CapacityLimiter(threads)
+    app.state.executor = None
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)

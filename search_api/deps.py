@@ -2,12 +2,15 @@
 
 The engine is loaded once in the lifespan and shared; every blocking call to
 it (decode, model, FAISS, SQLite, PNG encoding) goes through :func:`run_blocking`,
-a worker thread bounded by a capacity limiter so that 16 concurrent clients
-do not run 16 oversubscribed forward passes on a 2-core machine.
+on a small fixed pool of long-lived threads made in the lifespan: 16 concurrent
+clients do not run 16 oversubscribed forward passes on a 2-core machine, and the
+store's per-thread SQLite connections stay few (anyio's pool retires idle threads,
+which would leave their connections behind).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, Callable, Literal, TypeVar
 
@@ -34,9 +37,12 @@ def get_engine(request: Request) -> Any:
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking work in a worker thread, off the event loop, under the app's limiter."""
-    limiter = getattr(request.app.state, "limiter", None)
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
+    """Run blocking work on the app's engine threads, off the event loop."""
+    call = functools.partial(fn, *args, **kwargs)
+    executor = getattr(request.app.state, "executor", None)
+    if executor is None:  # app used without its lifespan
+        return await anyio.to_thread.run_sync(call)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 class QueryParams(BaseModel):

@@ -111,3 +111,14 @@ def test_serve_refuses_open_api_off_loopback(tiny_index):
                           "--host", "0.0.0.0", "--port", str(free_port())],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "refusing to listen" in res.stderr
+
+
+def test_engine_threads_are_few_and_reused(make_client, tiny_index):
+    """Store connections are per thread: bursts of requests must not keep opening new ones."""
+    c = make_client(engine_threads=2)
+    store = tiny_index.engine.store
+    before = len(store._conns)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda i: c.get(f"/v1/cases/{1 + i % 24}").status_code, range(64)))
+    assert codes == [200] * 64
+    assert len(store._conns) - before <= 2
