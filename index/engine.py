@@ -19,7 +19,7 @@ import numpy as np
 
 from embed.errors import IndexStateError
 from index.errors import CaseNotFoundError, QueryError
-from index.faiss_index import VectorIndex, gpu_count
+from index.faiss_index import VectorIndex, gpu_count, set_search_threads
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
@@ -84,6 +84,7 @@ class SearchEngine:
             embedder = open_embedder(model_path, device=device)
         check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
         store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
+        set_search_threads()
         vindex = VectorIndex.load(index_dir, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
         table = VectorTable(index_dir)
         if table.dim != manifest.embed_dim:

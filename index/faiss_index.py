@@ -36,6 +36,23 @@ def gpu_count() -> int:
         return 0
 
 
+def search_threads() -> int:
+    """OpenMP threads for searching: CXR_FAISS_THREADS, else 1.
+
+    Measured on a loaded 2-core machine (docs/benchmarks.md): a single query is far too small
+    to share between threads, and OpenMP's barriers made 2-thread single-query latency 10-100x
+    worse whenever the cores were busy. Concurrency comes from serving requests in threads.
+    """
+    raw = os.environ.get("CXR_FAISS_THREADS", "")
+    return max(1, int(raw)) if raw.strip().isdigit() else 1
+
+
+def set_search_threads() -> int:
+    n = search_threads()
+    faiss.omp_set_num_threads(n)
+    return n
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation into a fresh C-contiguous float32 array."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32)).copy()
@@ -201,6 +218,9 @@ class VectorIndex:
         """
         q = normalize(queries)
         k = int(max(1, k))
+        if (self._gpu_index is not None and allowed is None and excluded is not None
+                and 0 < len(excluded) <= 1024 and k + len(excluded) <= 2048):
+            return self._gpu_widened(q, k, _ids(excluded))
         sel = _Selector(allowed, excluded)
         if sel.sel is None:
             if self._gpu_index is not None:
@@ -209,6 +229,17 @@ class VectorIndex:
                 return self.index.search(q, k, params=self._params(None))
             return self.index.search(q, k)
         return self.index.search(q, k, params=self._params(sel.sel))
+
+    def _gpu_widened(self, q: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """GPU search without selectors: ask for k + |excluded| and drop the excluded ids (k-widening)."""
+        sims, ids = self._gpu_index.search(q, k + len(excluded))
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_i = np.full((len(q), k), -1, np.int64)
+        for j in range(len(q)):
+            keep = ~np.isin(ids[j], excluded) & (ids[j] >= 0)
+            s, i = sims[j][keep][:k], ids[j][keep][:k]
+            out_s[j, : len(s)], out_i[j, : len(i)] = s, i
+        return out_s, out_i
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

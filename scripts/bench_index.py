@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Benchmark the FAISS index types on synthetic clustered unit vectors.
+
+For each corpus size and index type: build time, bytes per vector (file size),
+single-query p50/p99 latency, batched queries per second, and recall@10 against
+exact search; IVF is swept over nprobe and HNSW over efSearch, so the smallest
+setting that reaches the recall target can be read off. Also reports which
+configuration the automatic rule (index.selection.choose_index) picks and whether
+it meets the target (p50 <= 5 ms at recall@10 >= 0.95).
+
+    nice python scripts/bench_index.py --sizes 10000 100000 1000000 --out bench_index.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from index.faiss_index import VectorIndex, normalize
+from index.selection import IndexSpec, choose_index, spec_for
+
+
+def clustered(n: int, dim: int, seed: int, centers: int, latent: int = 32) -> np.ndarray:
+    """Unit vectors like a trained encoder's: clusters in a low-dimensional latent space, projected to ``dim``.
+
+    Trained embeddings have a low intrinsic dimension (tens), far from isotropic noise in 256-d,
+    which would make every approximate index look worse than it is on real data. The centres and
+    the projection depend only on a fixed seed, so corpus and queries (``seed``) share them.
+    """
+    base = np.random.default_rng(12345)
+    c = base.standard_normal((centers, latent), dtype=np.float32)
+    w = base.standard_normal((latent, dim), dtype=np.float32) / np.sqrt(latent)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    step = 100_000
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        z = c[rng.integers(0, centers, m)] + 0.5 * rng.standard_normal((m, latent), dtype=np.float32)
+        out[s:s + m] = z @ w + 0.05 * rng.standard_normal((m, dim), dtype=np.float32)
+    return normalize(out)
+
+
+def latency(vi: VectorIndex, q: np.ndarray, n: int) -> tuple[float, float]:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        vi.search(q[i:i + 1], 10)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def recall(got: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(g) & set(t)) / len(t) for g, t in zip(got, truth)]))
+
+
+def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.ndarray, truth: np.ndarray,
+            n_single: int, sweep: list[int]) -> list[dict]:
+    t0 = time.perf_counter()
+    vi = VectorIndex.build(spec, x, ids, x.shape[1])
+    build_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as td:
+        size = vi.save(td).stat().st_size
+    rows = []
+    knob = {"ivf": "nprobe", "ivfpq": "nprobe", "hnsw": "efSearch"}.get(kind)
+    values = [v for v in sweep if knob is None or kind == "hnsw" or v <= spec.params["nlist"]] if knob else [None]
+    for v in values:
+        if knob:
+            vi.spec.params[knob] = v
+        t = time.perf_counter()
+        _, got = vi.search(q, 10)
+        qps = len(q) / (time.perf_counter() - t)
+        p50, p99 = latency(vi, q, n_single)
+        row = {"n": len(x), "type": kind, "params": {k: vv for k, vv in vi.spec.params.items() if k != "requested"},
+               "build_s": round(build_s, 2), "bytes_per_vector": round(size / len(x), 1),
+               "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "batch_qps": round(qps, 1),
+               "recall_at_10": round(recall(got, truth), 4)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--types", nargs="+", default=["flat", "ivf", "ivfpq", "hnsw"])
+    ap.add_argument("--queries", type=int, default=500, help="batched queries (recall measured on these)")
+    ap.add_argument("--single", type=int, default=200, help="single queries timed one by one")
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    ap.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--hnsw-max", type=int, default=100_000, help="skip HNSW above this size (slow to build)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="FAISS OpenMP threads (default: what SearchEngine uses, index.faiss_index.search_threads())")
+    ap.add_argument("--nlist", type=int, nargs="+", default=None, help="IVF list counts to try (default: the rule's)")
+    ap.add_argument("--out", type=Path, default=None, help="write all rows as JSON here")
+    args = ap.parse_args()
+
+    import faiss
+
+    from index.faiss_index import search_threads
+
+    faiss.omp_set_num_threads(args.threads or search_threads())
+    print(f"# faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs", flush=True)
+    all_rows: list[dict] = []
+    for n in args.sizes:
+        centers = max(100, n // 500)
+        t = time.perf_counter()
+        x = clustered(n, args.dim, 0, centers)
+        q = clustered(args.queries, args.dim, 1, centers)  # same centres, new points
+        ids = np.arange(1, n + 1, dtype=np.int64)
+        flat = VectorIndex.build(IndexSpec("flat"), x, ids, args.dim)
+        _, truth = flat.search(q, 10)
+        print(f"# n={n}: data + ground truth {time.perf_counter() - t:.1f} s", flush=True)
+        auto = choose_index(n, args.dim, budget=8 * 1024**3)
+        print(f"# auto choice for n={n}: {auto.type} {auto.params} ({auto.reason})", flush=True)
+        for kind in args.types:
+            if kind == "hnsw" and n > args.hnsw_max:
+                print(f"# skipping hnsw at n={n} (> --hnsw-max)", flush=True)
+                continue
+            if kind == "flat":
+                spec = IndexSpec("flat")
+                n_single = min(args.single, 50 if n >= 500_000 else args.single)
+            else:
+                spec = spec_for(kind, n, args.dim)
+                n_single = args.single
+            sweep = args.ef if kind == "hnsw" else args.nprobe
+            specs = [spec]
+            if kind in ("ivf", "ivfpq") and args.nlist:
+                specs = []
+                for nl in args.nlist:
+                    sp = spec_for(kind, n, args.dim)
+                    sp.params["nlist"] = nl
+                    sp.params["train_size"] = min(n, max(sp.params["train_size"], 40 * nl))
+                    specs.append(sp)
+            rows = [r for sp in specs for r in run_one(kind, sp, x, ids, q, truth, n_single, sweep)]
+            for r in rows:
+                r["auto"] = (kind == auto.type and (kind == "flat" or r["params"].get("nprobe") == auto.params.get("nprobe")))
+            all_rows += rows
+        del x, flat
+    if args.out:
+        args.out.write_text(json.dumps(all_rows, indent=1))
+    print("\n| N | type | params | build s | bytes/vec | p50 ms | p99 ms | batch q/s | recall@10 | auto |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in all_rows:
+        p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k in ("nlist", "nprobe", "M", "efSearch", "pq_m"))
+        print(f"| {r['n']:,} | {r['type']} | {p} | {r['build_s']} | {r['bytes_per_vector']} | {r['p50_ms']} | "
+              f"{r['p99_ms']} | {r['batch_qps']} | {r['recall_at_10']} | {'yes' if r['auto'] else ''} |")
+
+
+if __name__ == "__main__":
+    main()
