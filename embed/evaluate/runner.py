@@ -62,6 +62,38 @@ def explicit_sets(reference_specs: Sequence[str], query_specs: Sequence[str]) ->
     return EvalSets(qs.records, refs.records, "explicit", notes)
 
 
+def split_fingerprint(case_ids: Sequence[str]) -> str:
+    """sha256 of the sorted case ids: lets a checkpoint prove which images were its validation set."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()
+
+
+def _check_split(ckpt: dict[str, Any], val_ids: Sequence[str], path: str | Path) -> bool:
+    """Compare with the split the checkpoint recorded, if any: ``split.val_sha256`` in its meta or
+    metrics, :func:`split_fingerprint` of the validation records' case ids (before unreadable
+    images are dropped).
+
+    The split hashes patient pseudonyms, which depend on the pseudonym key: other datasets,
+    another order or another ``CXR_PSEUDONYM_KEY`` give other validation patients.
+    """
+    from embed.errors import ConfigMismatchError
+
+    rec = ckpt.get("split") or (ckpt.get("metrics") or {}).get("split") or {}
+    if not rec:
+        log.warning("%s records no split fingerprint: cannot verify that these are its validation patients "
+                    "(same datasets, same order, same CXR_PSEUDONYM_KEY as `cxr train` needed)", Path(path).name)
+        return False
+    want = rec.get("val_sha256")
+    if want and want != split_fingerprint(val_ids):
+        raise ConfigMismatchError(
+            f"the validation split of {Path(path).name} could not be reproduced ({len(val_ids)} validation images "
+            "here): give --data the datasets `cxr train` got, in the same order, "
+            "and use the same pseudonym key (CXR_PSEUDONYM_KEY or CXR_HOME) as the training run"
+        )
+    return True
+
+
 def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     """Validation patients of ``split_ckpt``'s training split as queries, training patients as references."""
     from embed.datasets import load_datasets
@@ -83,7 +115,9 @@ def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     if not val_idx:
         raise CXRError(f"the split of {split_ckpt} has no validation patients (val_fraction {cfg['val_fraction']}); "
                        "use --reference/--query instead")
-    notes = {"datasets": list(specs), "split_from": str(split_ckpt), "val_fraction": cfg["val_fraction"],
+    verified = _check_split(ckpt, [records[i].case_id for i in val_idx], split_ckpt)
+    notes = {"datasets": list(specs), "split_from": str(split_ckpt), "split_verified": verified,
+             "val_fraction": cfg["val_fraction"],
              "seed": cfg["seed"], "label_scheme": scheme, "unlabelled_left_out": len(load.records) - len(records),
              "skipped_rows": len(load.skipped)}
     log.info("split from %s: %d validation (query) / %d training (reference) images", Path(split_ckpt).name,

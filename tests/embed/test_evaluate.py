@@ -168,3 +168,24 @@ def test_split_from_checkpoint_without_validation_is_an_error(setup, tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "noval.pt", train_cfg={"val_fraction": 0.0, "seed": 0})
     with pytest.raises(CXRError, match="no validation"):
         split_sets([f"kermany:{data}"], ckpt)
+
+
+def test_split_fingerprint_is_checked_when_the_checkpoint_records_one(setup, tmp_path):
+    import torch
+
+    from embed.errors import ConfigMismatchError
+    from embed.evaluate.runner import split_fingerprint
+
+    tmp, data, ckpt = setup
+    sets = split_sets([f"kermany:{data}"], ckpt)
+    assert sets.notes["split_verified"] is False  # the fixture checkpoint records no split
+    payload = torch.load(ckpt, weights_only=True)
+    good = tmp_path / "good.pt"
+    payload["metrics"] = {"split": {"val_sha256": split_fingerprint([r.case_id for r in sets.queries])}}
+    torch.save(payload, good)
+    assert split_sets([f"kermany:{data}"], good).notes["split_verified"] is True
+    bad = tmp_path / "bad.pt"
+    payload["metrics"] = {"split": {"val_sha256": split_fingerprint(["kermany/other.jpeg"])}}
+    torch.save(payload, bad)
+    with pytest.raises(ConfigMismatchError, match="CXR_PSEUDONYM_KEY"):
+        split_sets([f"kermany:{data}"], bad)
