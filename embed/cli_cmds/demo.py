@@ -98,25 +98,28 @@ def default_model(arg: Path | None) -> Path | None:
 
 
 def index_is_usable(index_dir: Path, model: Path | None) -> tuple[bool, str]:
-    """Whether a finished index exists (and, when we know the model, was built with it)."""
-    import hashlib
-    import json
+    """Whether a finished index exists and, when we know the model, matches it.
 
-    manifest = index_dir / "manifest.json"
-    if not manifest.is_file():
+    "Matches" is the API's own rule (index.manifest.check_compatible): same model
+    file and same standardization fingerprint (which also changes when the
+    standardization code changes), so the API will not refuse the index.
+    """
+    from embed.errors import CXRError
+
+    if not (index_dir / "manifest.json").is_file():
         return False, "no index yet"
+    if model is None or not model.is_file():
+        return True, "reusing the index"
     try:
-        built_with = str(json.loads(manifest.read_text()).get("model_sha256") or "")
-    except (OSError, ValueError):
-        return False, "the index manifest is unreadable"
-    if model is not None and model.is_file() and built_with:
-        h = hashlib.sha256()
-        with open(model, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
-        if not (digest.startswith(built_with) or built_with.startswith(digest)):
-            return False, "the index was built with another model"
+        from embed.models import load_checkpoint
+        from index.manifest import Manifest, check_compatible
+
+        loaded = load_checkpoint(model, device="cpu")
+        check_compatible(Manifest.read(index_dir), model_sha256=loaded.sha256, std_cfg=loaded.std_cfg,
+                         index_dir=index_dir)
+    except CXRError as exc:
+        log.debug("index not reusable: %s", exc)
+        return False, "the index does not match the model (another model or standardization)"
     return True, "reusing the index"
 
 
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     import subprocess
     import time
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
     check_port_free(args.host, args.api_port, "--api-port")
     check_port_free(args.host, args.ui_port, "--ui-port")
     t0 = time.monotonic()
@@ -298,6 +302,8 @@ def wait_ready(children: Children, api_url: str, ui_url: str, *, timeout: float)
                 h = httpx.get(f"{api_url}/health", timeout=2).json()
                 api_ok = bool(h.get("index_loaded"))
                 reason = h.get("reason") or "index not loaded yet"
+                if not api_ok and str(reason).startswith("config_mismatch"):
+                    raise CXRError(f"the API refused the index ({reason}); run `cxr demo --rebuild`")
             if not ui_ok:
                 ui_ok = httpx.get(f"{ui_url}/_stcore/health", timeout=2).status_code == 200
         except (httpx.HTTPError, ValueError):
