@@ -64,9 +64,10 @@ def ensure_model(arg: str | None, cache: Path) -> tuple[Path, str]:
     return path, "UNTRAINED cxr_resnet18 (released model absent)"
 
 
-def ensure_index(index: Path, model: Path, data: Path) -> None:
-    if (index / "manifest.json").is_file():
-        log.info("using the existing index %s", index)
+def ensure_index(index: Path, model: Path, data: Path, build: bool) -> None:
+    """Build (or bring up to date: same model and standardization reuse the stored vectors) the index."""
+    if not build and (index / "manifest.json").is_file():
+        log.info("using the existing index %s as is", index)
         return
     cmd = [sys.executable, "-m", "embed.cli", "index", "build", "--model", str(model), "--out", str(index),
            "--no-progress", "--workers", "2", *corpus_specs(data)]
@@ -223,6 +224,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--index", type=Path, default=ROOT / ".cache" / "bench_index", help="index folder (built if absent)")
+    p.add_argument("--no-build", action="store_true", help="use --index as it is (default: build or update it)")
     p.add_argument("--model", default=None, help="checkpoint (default: released, else untrained cxr_resnet18)")
     p.add_argument("--data", type=Path, default=default_data(), help="shared data folder")
     p.add_argument("--levels", default="1,4,16", help="concurrency levels, comma-separated")
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = ROOT / ".cache"
     cache.mkdir(exist_ok=True)
     model, model_note = ensure_model(args.model, cache)
-    ensure_index(args.index, model, args.data)
+    ensure_index(args.index, model, args.data, not args.no_build)
     queries = load_queries(args.data, args.queries, args.size)
     log.info("%d query PNGs of %dx%d px (mean %.0f kB)", len(queries), args.size, args.size,
              statistics.fmean(len(q) for q in queries) / 1024)
