@@ -55,7 +55,13 @@ class APISettings(BaseSettings):
         """Keys from the variable and the key file (one per line, '#' comments)."""
         keys = _split(self.api_keys)
         if self.api_keys_file:
-            for line in Path(self.api_keys_file).read_text().splitlines():
+            try:
+                text = Path(self.api_keys_file).read_text()
+            except OSError as exc:
+                from embed.errors import CXRError
+
+                raise CXRError(f"cannot read the API key file {self.api_keys_file}: {exc.strerror}") from exc
+            for line in text.splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     keys.append(line)

@@ -59,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise CXRError("no index given: pass --index DIR (built with `cxr index build`) or set CXR_API_INDEX_DIR")
     if args.workers < 1:
         raise CXRError("--workers must be at least 1")
-    try:
-        keys = settings.resolved_keys()
-    except OSError as exc:
-        raise CXRError(f"cannot read the API key file: {exc.strerror}") from exc
+    keys = settings.resolved_keys()
     check_bind_policy(settings.host, keys)  # refuses an open API off loopback
     log.info("serving %s on http://%s:%d (%d worker(s), %s)", settings.index_dir, settings.host, settings.port,
              args.workers, f"{len(keys)} API key(s)" if keys else "no API key, loopback only")
