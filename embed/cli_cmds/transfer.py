@@ -15,7 +15,7 @@ row (their earliest frontal image by default), and fits three regularised logist
 image features alone (standardise -> PCA -> L2 logistic), the --tabular columns alone
 (imputed with missing indicators inside the folds), and both. Cross-validation is grouped by
 patient (no patient in both a training and a test fold); the AUC is computed over the
-out-of-fold predictions, with a 95%% interval from resampling patients.
+out-of-fold predictions, with a 95% interval from resampling patients.
 
 Writes TARGET_report.json, TARGET_report.md, TARGET_roc.png, TARGET_calibration.png in --out
 and prints the table. Example:
