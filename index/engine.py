@@ -65,6 +65,9 @@ class SearchEngine:
         self.table = table
         self.embedder = embedder
         self._model_lock = threading.Lock()
+        # The folder never changes under an open engine (edits swap in a new folder), so the
+        # tombstones are read once instead of scanning the table on every query.
+        self._deleted = frozenset(store.deleted_ids().tolist())
 
     @classmethod
     def open(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str | None = None, *,
@@ -137,7 +140,7 @@ class SearchEngine:
 
     def _neighbours(self, q: _Query, k: int, filters: SearchFilters | None, exclude_same_patient: bool,
                     same_patient_only: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        excluded: set[int] = set(self.store.deleted_ids().tolist())
+        excluded: set[int] = set(self._deleted)
         if q.case_id is not None:
             excluded.add(q.case_id)
         if q.patient and (exclude_same_patient or same_patient_only):
