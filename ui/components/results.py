@@ -40,7 +40,8 @@ def show_vote(result: dict[str, Any]) -> None:
     import pandas as pd
 
     df = pd.DataFrame({"label": [r[0] for r in rows], "probability": [r[1] for r in rows]})
-    st.bar_chart(df, x="label", y="probability", horizontal=True, sort="-probability", height=220)
+    st.bar_chart(df, x="label", y="probability", horizontal=True, sort="-probability",
+                 height=60 + 26 * len(rows))  # tall enough for every label
     st.markdown(" · ".join(f"**{label}** {p:.0%}" for label, p in rows[:5]))
 
 
