@@ -25,7 +25,7 @@ from index.manifest import Manifest, check_compatible
 from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
 from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
-from index.vectors import VectorTable
+from index.vectors import VectorTable, rerank
 from index.voting import knn_vote, prognosis_summary
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Allowed sets up to this size are searched exactly (numpy over the stored vectors): exact and fast.
 EXACT_SUBSET_MAX = 20_000
 MAX_K = 1000
+#: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
+RERANK_FACTOR = 10
 
 
 def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
@@ -169,19 +171,28 @@ class SearchEngine:
                 meta["exact"] = True
                 sims, ids = self.table.exact_search(q.vector, k, allowed)
                 return sims, ids, meta
-            sims, ids = self.vindex.search(q.vector[None], k, allowed=allowed)
+            fetch = self._fetch(k)
+            sims, ids = self.vindex.search(q.vector[None], fetch, allowed=allowed)
             want = min(k, len(allowed))
         else:
-            sims, ids = self.vindex.search(q.vector[None], k, excluded=ex if len(ex) else None)
+            fetch = self._fetch(k)
+            sims, ids = self.vindex.search(q.vector[None], fetch, excluded=ex if len(ex) else None)
             want = min(k, len(self.table) - len(ex))
         sims, ids = sims[0], ids[0]
         keep = ids >= 0
         sims, ids = sims[keep], ids[keep]
+        if fetch > k:  # compressed codes: re-score the candidates exactly
+            sims, ids = rerank(q.vector, ids, self.table.get(ids), k)
+            meta["reranked"] = int(len(keep))
         if len(ids) < want:  # the approximate index missed eligible cases: exact search over them
             pool = allowed if allowed is not None else np.setdiff1d(self.table.ids, ex)
             meta["exact"] = True
             sims, ids = self.table.exact_search(q.vector, k, pool)
         return sims, ids, meta
+
+    def _fetch(self, k: int) -> int:
+        """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
+        return min(max(k * RERANK_FACTOR, 100), 2048) if self.vindex.spec.type == "ivfpq" else k
 
     def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,

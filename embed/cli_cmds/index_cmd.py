@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _dataset_flags(b)
     b.add_argument("--out", type=Path, required=True, help="index folder to create or replace")
     b.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
-                   help="FAISS index: auto (exact up to 50k cases, then IVF; IVF-PQ when over the memory budget "
+                   help="FAISS index: auto (exact up to 20k cases, then IVF; IVF-PQ when over the memory budget "
                    "CXR_INDEX_MEMORY_GB), flat (exact), ivf, ivfpq or hnsw (fast, but removal needs a rebuild)")
     b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
     b.set_defaults(func=run)

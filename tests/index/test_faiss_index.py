@@ -135,3 +135,23 @@ def test_gpu_search_equals_cpu(data):  # pragma: no cover - needs faiss-gpu and 
     q = clustered(5, seed=7)
     assert gpu._gpu_index is not None
     np.testing.assert_array_equal(gpu.search(q, 10)[1], cpu.search(q, 10)[1])
+
+
+def test_ivfpq_with_exact_rerank_recovers_recall(data):
+    from index.vectors import rerank
+
+    x, ids = data
+    spec = IndexSpec("ivfpq", {"nlist": 16, "nprobe": 16, "pq_m": 4, "pq_bits": 8, "train_size": 2000})
+    vi = VectorIndex.build(spec, x, ids, DIM)
+    q = clustered(20, seed=8)
+    lookup = {int(i): v for i, v in zip(ids, x)}
+    raw, fixed = [], []
+    for j in range(len(q)):
+        truth = set(brute(q[j], x, ids, 10)[1])
+        _, cand = vi.search(q[j][None], 100)
+        raw.append(len(set(cand[0][:10]) & truth) / 10)
+        vecs = np.stack([lookup.get(int(i), np.zeros(DIM, np.float32)) for i in cand[0]])
+        sims, top = rerank(q[j], cand[0], vecs, 10)
+        assert list(sims) == sorted(sims, reverse=True)
+        fixed.append(len(set(top) & truth) / 10)
+    assert np.mean(fixed) >= 0.95 and np.mean(fixed) >= np.mean(raw)
