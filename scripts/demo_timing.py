@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1800.0)
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on kill too
     if args.fresh and args.index.exists():
         shutil.rmtree(args.index)
     api_port, ui_port = free_port(), free_port()
@@ -65,6 +66,20 @@ def main() -> int:
             sys.stderr.write(line)
 
     threading.Thread(target=pump, daemon=True).start()
+    try:
+        return measure(args, proc, lines, t0, api_port, ui_port)
+    finally:
+        if proc.poll() is None:  # never leave the demo (and its children) behind
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def measure(args: argparse.Namespace, proc: subprocess.Popen, lines: list[str], t0: float,
+            api_port: int, ui_port: int) -> int:
+    """Poll until the page works, search once, then Ctrl-C the demo; print the figures as JSON."""
     api, ui = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     t_api = t_ui = None
     while time.monotonic() - t0 < args.timeout and proc.poll() is None and (t_api is None or t_ui is None):

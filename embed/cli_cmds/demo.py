@@ -224,6 +224,8 @@ class Children:
         import signal
 
         self._old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # A shell without job control starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+        self._old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -231,6 +233,7 @@ class Children:
 
         self.stop()
         signal.signal(signal.SIGTERM, self._old_term)
+        signal.signal(signal.SIGINT, self._old_int)
 
     def start(self, name: str, cmd: list[str], *, env: dict[str, str], cwd: Path) -> None:
         import subprocess
