@@ -45,6 +45,10 @@ def register(subparsers) -> None:
                    help="one row per patient from their earliest image (first), their mean embedding (mean), "
                         "or keep every image, still grouped by patient (image). Default: %(default)s")
     p.add_argument("--all-views", action="store_true", help="keep lateral views (default: frontal only)")
+    p.add_argument("--exclude-if", default="", metavar="COL,COL",
+                   help="drop patients whose earliest image already has one of these columns True, so the task "
+                        "is prognosis rather than detection: e.g. --target intubated --exclude-if intubation_present, "
+                        "--target went_icu --exclude-if in_icu")
     p.add_argument("--C", type=float, default=0.1, dest="C",
                    help="inverse L2 strength of the logistic regression (default: %(default)s)")
     p.add_argument("--pca", type=int, default=10, metavar="K",
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         aggregate=args.aggregate,
         frontal_only=not args.all_views,
+        exclude_if=parse_columns(args.exclude_if),
         cfg=ModelConfig(C=args.C, n_components=args.pca),
     )
     files = write_report(result, args.out)

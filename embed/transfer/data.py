@@ -165,6 +165,7 @@ def prepare(
     *,
     aggregate: str = "first",
     frontal_only: bool = True,
+    exclude_if: list[str] | None = None,
 ) -> TransferData:
     """Build the modelling table for ``target`` (see module docstring for the steps and why)."""
     if len(df) != len(embeddings):
@@ -181,6 +182,11 @@ def prepare(
     bad = [c for c in tabular if c not in df.columns or c in RESERVED_COLUMNS]
     if bad:
         raise TransferDataError(f"unknown tabular column(s) {bad}: choose from {usable}")
+    exclude_if = [c for c in (exclude_if or []) if c]
+    bad = [c for c in exclude_if if c not in df.columns or c in RESERVED_COLUMNS]
+    if bad:
+        known = [c for c in PROGNOSIS_COLUMNS if c in df.columns]
+        raise TransferDataError(f"unknown --exclude-if column(s) {bad}: choose boolean columns such as {known}")
     if target in tabular:
         raise TransferDataError(f"the target {target!r} cannot also be a tabular feature: remove it from --tabular")
 
@@ -213,13 +219,14 @@ def prepare(
                     "image is", counts["patients_with_conflicting_target"], target)
         work["_y"] = work.groupby("_group")["_y"].transform("max")
 
+    if exclude_if:
+        work, emb = _exclude_present_at_baseline(work, emb, exclude_if, counts)
+
     img_cols = [f"{IMAGE_PREFIX}{i}" for i in range(emb.shape[1])]
     if aggregate == "image":
         tab_src, emb_out = work, emb
     else:
-        order = work.sort_values(["_group", "day_offset"] if "day_offset" in work.columns else ["_group"],
-                                 kind="stable", na_position="last").index.to_numpy()
-        first_idx = work.loc[order].groupby("_group", sort=True).head(1).index.to_numpy()
+        first_idx = _first_rows(work)
         tab_src = work.loc[first_idx].reset_index(drop=True)
         if aggregate == "first":
             emb_out = emb[first_idx]
@@ -241,6 +248,32 @@ def prepare(
     counts["missing_tabular"] = {c: int(tab[c].isna().sum()) for c in numeric + categorical}
     return TransferData(X=X, y=y, groups=groups, image_columns=img_cols, numeric_columns=numeric,
                         categorical_columns=categorical, target=target, aggregate=aggregate, counts=counts)
+
+
+def _first_rows(work: pd.DataFrame) -> np.ndarray:
+    """Index of each group's earliest row (by day_offset; unknown offsets last, then file order), sorted by group."""
+    keys = ["_group", "day_offset"] if "day_offset" in work.columns else ["_group"]
+    order = work.sort_values(keys, kind="stable", na_position="last").index.to_numpy()
+    return work.loc[order].groupby("_group", sort=True).head(1).index.to_numpy()
+
+
+def _exclude_present_at_baseline(work: pd.DataFrame, emb: np.ndarray, columns: list[str], counts: dict
+                                 ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop patients whose earliest image already has any of ``columns`` True (outcome present at baseline).
+
+    E.g. ``intubated`` with ``intubation_present``: a patient intubated on their first film
+    is detection, not prognosis. Unknown values do not exclude.
+    """
+    first = work.loc[_first_rows(work)]
+    present = np.zeros(len(first), dtype=bool)
+    for col in columns:
+        present |= to_bool_target(first[col]).fillna(False).to_numpy(bool)
+    drop_groups = set(first["_group"].to_numpy()[present])
+    keep = ~work["_group"].isin(drop_groups).to_numpy()
+    counts["dropped_present_at_baseline"] = {"patients": len(drop_groups), "rows": int((~keep).sum()),
+                                             "columns": list(columns)}
+    log.info("dropped %d patients whose first image already has %s", len(drop_groups), " or ".join(columns))
+    return work[keep].reset_index(drop=True), emb[keep]
 
 
 def parse_columns(spec: str | None) -> list[str]:

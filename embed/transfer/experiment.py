@@ -35,12 +35,14 @@ def run_transfer(
     n_boot: int = 1000,
     aggregate: str = "first",
     frontal_only: bool = True,
+    exclude_if: list[str] | None = None,
     cfg: ModelConfig | None = None,
 ) -> TransferResult:
     """Fit image / tabular / image+tabular models with patient-grouped CV and bootstrap their AUCs."""
     cfg = cfg or ModelConfig()
     df, emb = read_features_file(features)
-    data = prepare(df, emb, target, tabular, aggregate=aggregate, frontal_only=frontal_only)
+    data = prepare(df, emb, target, tabular, aggregate=aggregate, frontal_only=frontal_only,
+                   exclude_if=exclude_if)
     log.info("%s: %d rows, %d patients, %d positive rows (%d dropped: unknown target)", target,
              data.counts["rows"], data.counts["patients"], data.counts["positives"],
              data.counts["dropped_unknown_target"])
@@ -69,6 +71,7 @@ def run_transfer(
         "tabular_encoded": data.tabular_columns,
         "aggregate": aggregate,
         "frontal_only": frontal_only,
+        "exclude_if": list(exclude_if or []),
         "folds": folds,
         "seed": seed,
         "model": cfg.to_dict(),

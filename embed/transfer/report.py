@@ -36,6 +36,10 @@ def markdown_table(summary: dict) -> str:
             feats += f" ({', '.join(summary['tabular'])})"
         lines.append(f"| {feats} | {_fmt(r['auc'])} | [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
                      f"{_fmt(r['brier'], 3)} | {c['patients']} | {c['positive_patients']} |")
+    base = c.get("dropped_present_at_baseline")
+    if base:
+        lines += ["", f"Excluded {base['patients']} patients ({base['rows']} rows) whose earliest image already had "
+                      f"{' or '.join(base['columns'])} = True (prognosis, not detection)."]
     missing = {k: v for k, v in c.get("missing_tabular", {}).items() if v}
     if missing:
         lines += ["", "Missing tabular values (imputed inside the folds, with a missing indicator): "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from embed.errors import CXRError
@@ -176,3 +177,19 @@ def test_categorical_tabular_column_with_missing_values():
     assert data.categorical_columns == ["view"] and data.numeric_columns == []
     auc, _ = _cv_auc(data, "tabular")
     assert auc > 0.85
+
+
+def test_exclude_patients_positive_at_baseline():
+    df, emb = make_frame(40, 3, seed=15)
+    df["in_icu"] = pd.array([None] * len(df), dtype="boolean")
+    pts = df["patient"].unique()
+    first = df["day_offset"] == 0
+    df.loc[first & df["patient"].isin(pts[:5]), "in_icu"] = True    # in ICU on the first film: excluded
+    df.loc[~first & df["patient"].isin(pts[5:9]), "in_icu"] = True   # only later: kept
+    df.loc[first & df["patient"].isin(pts[9:12]), "in_icu"] = False
+    data = prepare(df, emb, "went_icu", exclude_if=["in_icu"])
+    assert data.counts["dropped_present_at_baseline"]["patients"] == 5
+    assert data.counts["dropped_present_at_baseline"]["rows"] == 15
+    assert set(data.groups) == set(pts[5:])
+    with pytest.raises(CXRError, match="exclude-if"):
+        prepare(df, emb, "went_icu", exclude_if=["nope"])

@@ -13,7 +13,7 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     feats = write_parquet(df, emb, tmp_path / "features.parquet")
     out = tmp_path / "out"
     rc = main(["transfer", "--features", str(feats), "--target", "went_icu", "--tabular", "age,sex,day_offset",
-               "--out", str(out), "--folds", "4", "--bootstrap", "50"])
+               "--out", str(out), "--folds", "4", "--bootstrap", "50", "--exclude-if", "in_icu"])
     assert rc == 0
     report = json.loads((out / "went_icu_report.json").read_text())
     assert set(report["results"]) == {"image", "tabular", "image+tabular"}
@@ -22,6 +22,7 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     assert report["counts"]["patients"] == frontal.loc[frontal["went_icu"].notna(), "patient"].nunique()
     kept = frontal[frontal["went_icu"].notna()].sort_values("day_offset", kind="stable").groupby("patient").head(1)
     assert report["counts"]["missing_tabular"]["age"] == int(kept["age"].isna().sum())
+    assert report["counts"]["dropped_present_at_baseline"]["patients"] == 0  # in_icu is never True here
     for r in report["results"].values():
         assert r["ci_low"] <= r["auc"] <= r["ci_high"]
     for name in ("went_icu_roc.png", "went_icu_calibration.png"):
