@@ -79,7 +79,7 @@ def list_configs() -> list[str]:
 
 
 register_config(EncoderConfig(name="cxr_resnet18", backbone="resnet18", embed_dim=256, input_size=160))
-register_config(EncoderConfig(name="cxr_resnet10t", backbone="resnet10t", embed_dim=256, input_size=160))
+register_config(EncoderConfig(name="cxr_resnet10t", backbone="resnet10t", embed_dim=256, input_size=128))
 register_config(EncoderConfig(name="cxr_resnet34", backbone="resnet34", embed_dim=256, input_size=224))
 # Tiny timm test model: milliseconds per step, for tests only.
 register_config(

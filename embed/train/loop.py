@@ -36,6 +36,7 @@ class RunData:
     train_ds: Any
     val_ds: Any
     std_cfg: Any
+    split: dict[str, Any]
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -52,7 +53,7 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     from embed.standardize import StandardizeConfig
     from embed.torchdata import CaseImageDataset
     from embed.train.augment import AugmentConfig, RadiographAugment
-    from embed.train.split import patient_split
+    from embed.train.split import patient_split, split_fingerprint
 
     load = load_datasets(list(specs))
     raw = [label_of(r, cfg.label_scheme) for r in load.records]
@@ -81,7 +82,9 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     train_ds.global_index = [train_idx[i] for i in train_ds.kept]  # per dataset position
     val_ds.global_index = [val_idx[i] for i in val_ds.kept]
     log.info("split: %d train / %d validation images (patient-disjoint)", len(train_ds), len(val_ds))
-    return RunData(records, labels, vocab, train_ds, val_ds, std_cfg)
+    split = {"val_sha256": split_fingerprint([records[i].case_id for i in val_idx]), "n_train": len(train_ds),
+             "n_val": len(val_ds), "val_fraction": cfg.val_fraction, "seed": cfg.seed, "datasets": len(specs)}
+    return RunData(records, labels, vocab, train_ds, val_ds, std_cfg, split)
 
 
 def _lr_lambda(total: int, warmup: int):
@@ -152,8 +155,9 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
     miner = miners.MultiSimilarityMiner(epsilon=cfg.miner_epsilon)
     ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(cfg.epochs * steps, int(cfg.warmup_epochs * steps)))
+    warmup = int(cfg.warmup_epochs * steps)
+    planned = cfg.epochs  # shrinks to what fits in max_minutes, so the cosine schedule still ends at 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(planned * steps, warmup))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, best, bad_epochs, history = 0, -1.0, 0, []
@@ -170,7 +174,7 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
 
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
     stopped = None
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, planned):
         np.random.seed(cfg.seed + epoch)  # MPerClassSampler draws from numpy: reproducible on resume
         torch.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
@@ -197,7 +201,8 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
                 stopped = "time budget"
                 break
         metrics = validate(model, data, cfg, device)
-        metrics.update(epoch=epoch + 1, train_loss=running / max(1, n), epoch_s=round(time.monotonic() - t_ep, 1))
+        metrics.update(split=data.split, epoch=epoch + 1, train_loss=running / max(1, n),
+                       epoch_s=round(time.monotonic() - t_ep, 1))
         history.append(metrics)
         score = metrics.get("mean_average_precision_at_r") or 0.0
         log.info("epoch %d: loss %.4f  P@1 %s  MAP@R %s  kNN-AUC %s  (%.0fs)", epoch + 1, metrics["train_loss"],
@@ -208,19 +213,24 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
                             train_cfg=cfg.to_dict(), metrics=metrics)
         else:
             bad_epochs += 1
+        if budget and stopped is None:
+            per_epoch = (time.monotonic() - t0) / (epoch + 1 - start_epoch)
+            fit = epoch + 1 + int((budget - (time.monotonic() - t0)) // per_epoch)
+            if fit < planned:
+                planned = max(epoch + 1, fit)
+                sched.lr_lambdas[0] = _lr_lambda(planned * steps, warmup)
+                log.info("time budget: schedule re-planned to %d epochs", planned)
         atomic_torch_save({
             "model": checkpoint_dict(model, std_cfg=data.std_cfg, labels=data.vocab, train_cfg=cfg.to_dict(),
                                      metrics=metrics),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
-            "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(),
+            "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "planned_epochs": planned,
         }, state_path)
         (out / "history.json").write_text(json.dumps(history, indent=1))
         if stopped is None and bad_epochs >= cfg.patience:
             stopped = f"no MAP@R gain for {cfg.patience} epochs"
-        if stopped is None and budget:
-            per_epoch = (time.monotonic() - t0) / (epoch + 1 - start_epoch)
-            if time.monotonic() - t0 + per_epoch > budget:
-                stopped = "time budget (next epoch would not fit)"
+        if stopped is None and budget and epoch + 1 >= planned and planned < cfg.epochs:
+            stopped = "time budget (schedule completed early)"
         if stopped:
             log.info("stopping after epoch %d: %s", epoch + 1, stopped)
             break

@@ -49,3 +49,9 @@ def patient_split(
     for key, idx in groups.items():
         (val if key in val_patients else train).extend(idx)
     return sorted(train), sorted(val)
+
+
+def split_fingerprint(case_ids: Sequence[str]) -> str:
+    """sha256 of the sorted case ids (same as embed.evaluate.runner.split_fingerprint): lets a
+    checkpoint prove which images were its validation set."""
+    return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()

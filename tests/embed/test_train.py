@@ -119,3 +119,14 @@ def test_cli_train_end_to_end_and_resume(tmp_path):
     hist = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2]
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_time_budget_stops_and_still_exports(tmp_path):
+    from embed.train.loop import train
+
+    root = write_imagefolder(tmp_path / "data", per_class=8)
+    cfg = TrainConfig.load(CONFIGS / "test_tiny.yaml")
+    cfg.epochs, cfg.max_minutes = 50, 0.0005  # far less time than 50 epochs need
+    summary = train(cfg, [f"imagefolder:{root}"], tmp_path / "run", progress=False)
+    assert summary["epochs_run"] < 50 and summary["stopped"].startswith("time budget")
+    assert (tmp_path / "run" / "model.pt").is_file()
