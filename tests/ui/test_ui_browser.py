@@ -97,3 +97,18 @@ def test_a_text_file_upload_is_a_message_not_a_trace(browser_page, ui_server, tm
     page.get_by_text("could not be used as a chest X-ray").wait_for(timeout=WAIT_MS)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("Traceback").count() == 0
+
+
+def test_dicom_without_extension_is_searched(browser_page, ui_server, shared_data, tmp_path):
+    src = shared_data / "dicom" / "siim-cr-chest.dcm"
+    if not src.is_file():
+        pytest.skip(f"{src} not found")
+    scan = tmp_path / "scan"  # PACS exports often have no extension: the API sniffs the content
+    shutil.copyfile(src, scan)
+    page = browser_page
+    page.goto(ui_server, wait_until="domcontentloaded")
+    page.get_by_text("Chest X-ray similar-case search").wait_for(timeout=WAIT_MS)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(scan))
+    page.get_by_text(re.compile(r"^[0-9]+ similar cases$")).wait_for(timeout=WAIT_MS)
+    assert page.get_by_text(re.compile(r"similarity -?[0-9]\.[0-9]{3}")).count() >= 1
+    assert page.locator('[data-testid="stAlert"]').count() == 0
