@@ -147,8 +147,12 @@ def vote_rows(vote: dict[str, float] | None, top: int = 10) -> list[tuple[str, f
     return items[:top]
 
 
+#: extra fields never shown: file locations and names (a source's file name can embed its patient id).
+_HIDDEN_EXTRA = ("path", "file", "folder", "dir")
+
+
 def metadata_rows(case: dict[str, Any]) -> list[tuple[str, str]]:
-    """Flattened (field, value) rows of a case for the detail view; image paths are never shown."""
+    """Flattened (field, value) rows of a case for the detail view; no file names or locations."""
     rows: list[tuple[str, str]] = []
     for key, value in case.items():
         if key in ("image_path", "image_url", "sha256", "extra", "prognosis"):
@@ -159,7 +163,7 @@ def metadata_rows(case: dict[str, Any]) -> list[tuple[str, str]]:
     for key, value in (case.get("prognosis") or {}).items():
         rows.append((f"prognosis.{key}", "unknown" if value is None else ("yes" if value else "no")))
     for key, value in (case.get("extra") or {}).items():
-        if "path" in key.lower() or value in (None, ""):
+        if any(w in key.lower() for w in _HIDDEN_EXTRA) or value in (None, ""):
             continue
         rows.append((f"extra.{key}", str(value)))
     return rows

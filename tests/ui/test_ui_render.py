@@ -78,12 +78,14 @@ def test_fmt_age_sex(case, expected):
 def test_vote_rows_sorted_and_metadata_hides_locations():
     assert render.vote_rows({"a": 0.2, "b": 0.7, "c": 0.1}) == [("b", 0.7), ("a", 0.2), ("c", 0.1)]
     case = {"id": 3, "findings": ["COVID-19", "ARDS"], "prognosis": {"survival": False},
-            "image_url": "/v1/cases/3/image", "extra": {"image_path": "/x", "doi": "10.1/x", "note": ""}}
+            "image_url": "/v1/cases/3/image", "extra": {"image_path": "/x", "doi": "10.1/x", "note": "",
+                      "filename": "00000061_012.png", "folder": "images"}}
     rows = dict(render.metadata_rows(case))
     assert rows["findings"] == "COVID-19, ARDS"
     assert rows["prognosis.survival"] == "no"
     assert rows["extra.doi"] == "10.1/x"
     assert "image_url" not in rows and "extra.image_path" not in rows and "extra.note" not in rows
+    assert "extra.filename" not in rows and "extra.folder" not in rows
 
 
 def test_hit_accessors_handle_nested_case():
