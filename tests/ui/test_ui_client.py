@@ -115,3 +115,35 @@ def test_service_down():
             pytest.raises(ServiceUnavailableError) as ei:
         c.health()
     assert "cannot connect" in ei.value.user_message
+
+
+def test_index_not_loaded_is_service_unavailable(tmp_path, monkeypatch):
+    """A real API started on a folder that is no index: /v1 answers 503, the page says so."""
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import PROJECT_ROOT
+    from tests.ui.conftest import base_env, start, stop, wait_http
+
+    port = free_port()
+    env = base_env(tmp_path)
+    env.update({"CXR_API_INDEX_DIR": str(tmp_path / "not_an_index"), "CXR_API_API_KEYS": "k"})
+    log = tmp_path / "api.log"
+    proc = start([sys.executable, "-m", "uvicorn", "--factory", "search_api.app:create_app", "--host", "127.0.0.1",
+                  "--port", str(port)], env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc, lambda r: r.status_code == 200, log)
+        with CXRClient(url, "k") as c:
+            assert c.health()["index_loaded"] is False
+            with pytest.raises(ServiceUnavailableError) as ei:
+                c.stats()
+        assert ei.value.status == 503
+        monkeypatch.setenv("CXR_UI_API_URL", url)
+        monkeypatch.setenv("CXR_UI_API_KEY", "k")
+        at = AppTest.from_file(str(PROJECT_ROOT / "ui" / "app.py"), default_timeout=90).run()
+        assert not at.exception
+        assert any("not available" in e.value for e in at.error)
+    finally:
+        stop(proc)
