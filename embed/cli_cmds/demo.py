@@ -38,19 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "key, and print their URLs. Data: --data, else $CXR_DATA_DIR, else ../shared/data next to "
             "the project. Ctrl-C stops both."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", type=Path, default=None,
-                   help="folder holding covid-chestxray-dataset/, nih-chestxray14-subset/, chest_xray/")
-    p.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="index folder (built if absent)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="checkpoint to index with (default: the released model, else cxr index build's default)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="folder holding covid-chestxray-dataset/, nih-chestxray14-subset/, chest_xray/ "
+                   "(default: $CXR_DATA_DIR, else ../shared/data)")
+    p.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, metavar="DIR",
+                   help="index folder, built if absent or built with another model (default: .cache/demo_index)")
+    p.add_argument("--model", type=Path, default=None, metavar="CKPT",
+                   help="checkpoint to index with (default: the released model)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index even if it exists")
-    p.add_argument("--host", default="127.0.0.1", help="address both servers bind to")
-    p.add_argument("--api-port", type=int, default=8000, help="port of the API")
-    p.add_argument("--ui-port", type=int, default=8501, help="port of the page")
-    p.add_argument("--ready-timeout", type=float, default=300.0,
-                   help="seconds to wait for the API and the page to answer")
+    p.add_argument("--host", default="127.0.0.1", help="address both servers bind to (default: 127.0.0.1)")
+    p.add_argument("--api-port", type=int, default=8000, metavar="PORT", help="port of the API (default: 8000)")
+    p.add_argument("--ui-port", type=int, default=8501, metavar="PORT", help="port of the page (default: 8501)")
+    p.add_argument("--ready-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long to wait for the API and the page to answer (default: 300)")
     p.add_argument("--exit-when-ready", action="store_true",
                    help="stop both servers as soon as they answer (for timing and CI)")
     p.set_defaults(func=run)
