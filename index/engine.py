@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 EXACT_SUBSET_MAX = 20_000
 MAX_K = 1000
 #: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
-RERANK_FACTOR = 10
+RERANK_FACTOR = 20
 
 
 def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
@@ -192,7 +192,7 @@ class SearchEngine:
 
     def _fetch(self, k: int) -> int:
         """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
-        return min(max(k * RERANK_FACTOR, 100), 2048) if self.vindex.spec.type == "ivfpq" else k
+        return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type == "ivfpq" else k
 
     def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,

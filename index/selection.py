@@ -6,7 +6,7 @@ about FLAT_MAX vectors of 256 floats (50 000 already took 6 ms: past the CPU cac
 scan is memory-bound); above that IVF-Flat with the nlist/nprobe below keeps recall@10
 >= 0.99 at p50 <= 2 ms up to 10^6 vectors. IVF-PQ is chosen only when the raw vectors do
 not fit the memory budget: its 32-byte codes alone reach recall@10 ~0.5, so the engine
-re-scores 10k candidates exactly from the memory-mapped vectors.npy (on disk, not RAM).
+re-scores 20k candidates exactly from the memory-mapped vectors.npy (on disk, not RAM).
 HNSW only on request (fast, but it cannot remove vectors without a rebuild).
 """
 

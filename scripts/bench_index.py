@@ -71,7 +71,7 @@ def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.nd
         from index.engine import RERANK_FACTOR
         from index.vectors import rerank
 
-        fetch = max(10 * RERANK_FACTOR, 100)
+        fetch = max(10 * RERANK_FACTOR, 200)
         base_search = vi.search
 
         def reranked(qq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
