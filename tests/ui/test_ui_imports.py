@@ -15,8 +15,8 @@ print('HEAVY=' + ','.join(heavy))
 """
 
 
-def test_importing_the_page_does_not_import_the_engine():
-    env = {"PATH": "/usr/bin:/bin", "CXR_UI_API_URL": "http://127.0.0.1:9", "HOME": str(PROJECT_ROOT)}
+def test_importing_the_page_does_not_import_the_engine(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "CXR_UI_API_URL": "http://127.0.0.1:9", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", CODE], cwd=PROJECT_ROOT, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
