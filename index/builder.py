@@ -29,6 +29,14 @@ from index.vectors import VectorTable, save_vectors
 
 log = logging.getLogger(__name__)
 
+#: Keys of CaseRecord.extra never stored: file names and locations can identify a patient
+#: (user datasets name files after people or record numbers); images are served by id only.
+_PRIVATE_EXTRA = frozenset({"filename", "file", "file_name", "filepath", "file_path", "path", "image_path", "folder"})
+
+
+def _public_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k.lower() not in _PRIVATE_EXTRA}
+
 
 @dataclass
 class BuildReport:
@@ -131,7 +139,8 @@ def _new_cases(
         StoredCase(
             id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
             patient=rec.patient, view=rec.view, sex=rec.sex, age=rec.age, day_offset=rec.day_offset,
-            findings=list(rec.findings), prognosis=dict(rec.prognosis), licence=rec.licence, extra=dict(rec.extra),
+            findings=list(rec.findings), prognosis=dict(rec.prognosis), licence=rec.licence,
+            extra=_public_extra(dict(rec.extra)),
         )
         for (rec, sha, cid), good in zip(chosen, ok) if good
     ]

@@ -185,3 +185,13 @@ def test_too_few_vectors_for_ivf_fall_back_to_exact(tmp_path, records, embedder,
     out = tmp_path / "small"
     build_index(records[:10], out, model=tiny_ckpt, embedder=embedder, index_type="ivf", workers=0, progress=False)
     assert Manifest.read(out).index_type == "flat"
+
+
+def test_file_names_in_extra_are_not_stored(tmp_path, embedder, tiny_ckpt):
+    recs = make_records(tmp_path / "img", 2)
+    recs[0].extra = {"filename": "Doe_Jane_MRN123.png", "folder": "images", "doi": "10.1/x"}
+    out = tmp_path / "idx"
+    build_index(recs, out, model=tiny_ckpt, embedder=embedder, workers=0, progress=False)
+    engine = SearchEngine.open(out, embedder=embedder)
+    assert engine.get_case(1).extra == {"doi": "10.1/x"}
+    assert b"Doe_Jane" not in (out / "store.sqlite").read_bytes()
