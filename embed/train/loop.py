@@ -174,7 +174,8 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
 
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
     stopped = None
-    for epoch in range(start_epoch, planned):
+    t_train = time.monotonic()  # epoch times are measured from here (data preparation excluded)
+    for epoch in range(start_epoch, cfg.epochs):
         np.random.seed(cfg.seed + epoch)  # MPerClassSampler draws from numpy: reproducible on resume
         torch.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
@@ -214,10 +215,11 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
         else:
             bad_epochs += 1
         if budget and stopped is None:
-            per_epoch = (time.monotonic() - t0) / (epoch + 1 - start_epoch)
+            per_epoch = (time.monotonic() - t_train) / (epoch + 1 - start_epoch)
             fit = epoch + 1 + int((budget - (time.monotonic() - t0)) // per_epoch)
-            if fit < planned:
-                planned = max(epoch + 1, fit)
+            new_plan = max(epoch + 1, min(cfg.epochs, fit))  # shrinks or grows back with the machine's load
+            if new_plan != planned:
+                planned = new_plan
                 sched.lr_lambdas[0] = _lr_lambda(planned * steps, warmup)
                 log.info("time budget: schedule re-planned to %d epochs", planned)
         atomic_torch_save({
@@ -229,7 +231,7 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
         (out / "history.json").write_text(json.dumps(history, indent=1))
         if stopped is None and bad_epochs >= cfg.patience:
             stopped = f"no MAP@R gain for {cfg.patience} epochs"
-        if stopped is None and budget and epoch + 1 >= planned and planned < cfg.epochs:
+        if stopped is None and epoch + 1 >= planned and planned < cfg.epochs:
             stopped = "time budget (schedule completed early)"
         if stopped:
             log.info("stopping after epoch %d: %s", epoch + 1, stopped)
