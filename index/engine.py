@@ -70,6 +70,16 @@ class SearchEngine:
         # The folder never changes under an open engine (edits swap in a new folder), so the
         # tombstones are read once instead of scanning the table on every query.
         self._deleted = frozenset(store.deleted_ids().tolist())
+        self._columns: Any = None
+        self._columns_lock = threading.Lock()
+
+    @property
+    def columns(self) -> Any:
+        """In-memory filter columns, loaded on the first filtered query (one table scan)."""
+        with self._columns_lock:
+            if self._columns is None:
+                self._columns = self.store.filter_columns()
+            return self._columns
 
     @classmethod
     def open(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str | None = None, *,
@@ -149,33 +159,34 @@ class SearchEngine:
             patient_ids = self.store.ids_for_patient(q.patient)
         else:
             patient_ids = np.zeros(0, np.int64)
-        allowed: np.ndarray | None = None
         has_filters = filters is not None and not filters.is_empty()
-        if same_patient_only:
-            if not q.patient:
-                raise QueryError("same-patient search needs a query whose patient is known: an indexed case id, "
-                                 "an indexed image, or a DICOM with a patient id")
-            allowed = patient_ids
-            if has_filters:
-                allowed = np.intersect1d(allowed, self.store.ids_matching(filters))
-        elif has_filters:
-            allowed = self.store.ids_matching(filters)
         if not same_patient_only and exclude_same_patient:
             excluded |= set(patient_ids.tolist())
         meta: dict[str, Any] = {"index_type": self.vindex.spec.type, "excluded": len(excluded), "exact": False}
         ex = np.fromiter(excluded, np.int64, len(excluded))
-        if allowed is not None:
-            allowed = np.setdiff1d(allowed, ex) if len(ex) else allowed
-            meta["candidates"] = int(len(allowed))
-            if len(allowed) <= EXACT_SUBSET_MAX or self.vindex.spec.type == "flat":
+        fetch = self._fetch(k)
+        if same_patient_only or has_filters:
+            if same_patient_only:
+                if not q.patient:
+                    raise QueryError("same-patient search needs a query whose patient is known: an indexed case "
+                                     "id, an indexed image, or a DICOM with a patient id")
+                mask = np.zeros(self.columns.size, bool)
+                mask[patient_ids[patient_ids < self.columns.size]] = True
+                mask &= self.columns.mask(filters if has_filters else None)
+            else:
+                mask = self.columns.mask(filters)
+            mask[ex[ex < len(mask)]] = False
+            n_allowed = int(mask.sum())
+            meta["candidates"] = n_allowed
+            if n_allowed <= EXACT_SUBSET_MAX or self.vindex.spec.type == "flat":
                 meta["exact"] = True
-                sims, ids = self.table.exact_search(q.vector, k, allowed)
+                sims, ids = self.table.exact_search(q.vector, k, np.flatnonzero(mask))
                 return sims, ids, meta
-            fetch = self._fetch(k)
-            sims, ids = self.vindex.search(q.vector[None], fetch, allowed=allowed)
-            want = min(k, len(allowed))
+            sims, ids = self.vindex.search(q.vector[None], fetch, allowed_mask=mask)
+            want = min(k, n_allowed)
+            pool: Any = mask
         else:
-            fetch = self._fetch(k)
+            mask = None
             sims, ids = self.vindex.search(q.vector[None], fetch, excluded=ex if len(ex) else None)
             want = min(k, len(self.table) - len(ex))
         sims, ids = sims[0], ids[0]
@@ -185,7 +196,7 @@ class SearchEngine:
             sims, ids = rerank(q.vector, ids, self.table.get(ids), k)
             meta["reranked"] = int(len(keep))
         if len(ids) < want:  # the approximate index missed eligible cases: exact search over them
-            pool = allowed if allowed is not None else np.setdiff1d(self.table.ids, ex)
+            pool = np.flatnonzero(mask) if mask is not None else np.setdiff1d(self.table.ids, ex)
             meta["exact"] = True
             sims, ids = self.table.exact_search(q.vector, k, pool)
         return sims, ids, meta

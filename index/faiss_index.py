@@ -69,10 +69,15 @@ def _ids(ids: Any) -> np.ndarray:
 class _Selector:
     """An IDSelector plus the arrays it points into (FAISS keeps raw pointers: they must stay alive)."""
 
-    def __init__(self, allowed: np.ndarray | None, excluded: np.ndarray | None) -> None:
+    def __init__(self, allowed: np.ndarray | None, excluded: np.ndarray | None,
+                 allowed_mask: np.ndarray | None = None) -> None:
         self.sel: Any = None
         self._keep: list[Any] = []
-        if allowed is not None:
+        if allowed_mask is not None:  # bool per id: a bitmap, O(1) membership and cheap to build
+            bits = np.packbits(np.asarray(allowed_mask, dtype=bool), bitorder="little")
+            self._keep.append(bits)
+            self.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        elif allowed is not None:
             a = _ids(allowed)
             self._keep.append(a)
             self.sel = faiss.IDSelectorBatch(len(a), faiss.swig_ptr(a))
@@ -210,18 +215,20 @@ class VectorIndex:
         *,
         allowed: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
+        allowed_mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (similarities, ids) per query, restricted to ``allowed`` ids or leaving out ``excluded``.
+        """Top-k (similarities, ids) per query, restricted to ``allowed`` ids (or ``allowed_mask``, a bool
+        per id) or leaving out ``excluded``.
 
         Missing results (fewer than k eligible) have id -1. Restricted searches run on the CPU
         (FAISS GPU indices do not take ID selectors); unrestricted ones on the GPU when present.
         """
         q = normalize(queries)
         k = int(max(1, k))
-        if (self._gpu_index is not None and allowed is None and excluded is not None
+        if (self._gpu_index is not None and allowed is None and allowed_mask is None and excluded is not None
                 and 0 < len(excluded) <= 1024 and k + len(excluded) <= 2048):
             return self._gpu_widened(q, k, _ids(excluded))
-        sel = _Selector(allowed, excluded)
+        sel = _Selector(allowed, excluded, allowed_mask)
         if sel.sel is None:
             if self._gpu_index is not None:
                 return self._gpu_index.search(q, min(k, 2048))

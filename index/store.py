@@ -317,6 +317,14 @@ class SQLiteStore:
             "by_finding": findings,
         }
 
+    def filter_columns(self) -> Any:
+        """The filterable fields of every case, as an in-memory :class:`index.filters.FilterColumns`."""
+        from index.filters import FilterColumns
+
+        conn = self._conn()
+        return FilterColumns(conn.execute("SELECT id, view, sex, age, source, deleted FROM cases"),
+                             conn.execute("SELECT case_id, finding FROM case_findings"))
+
     def iter_rows_internal(self) -> list[tuple[int, str, str]]:
         """(id, sha256, image_path) of every case, deleted included: for rebuilds."""
         return list(self._conn().execute("SELECT id, sha256, image_path FROM cases ORDER BY id"))

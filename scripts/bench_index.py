@@ -98,9 +98,60 @@ def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.nd
     return rows
 
 
+def bench_engine(n: int, dim: int, queries: int) -> list[dict]:
+    """End-to-end SearchEngine.search(case id) latency on a synthetic index folder with n cases:
+    unfiltered, a broad filter (view PA, ~1/2), a rare one (finding present in ~1 %), same patient."""
+    from index.engine import SearchEngine
+    from index.manifest import Manifest
+    from index.schemas import SearchFilters
+    from index.selection import choose_index
+    from index.store import STORE_FILE, SQLiteStore, StoredCase
+    from index.vectors import VectorTable, save_vectors
+
+    rng = np.random.default_rng(7)
+    x = clustered(n, dim, 0, max(100, n // 500))
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        folder = Path(td)
+        t = time.perf_counter()
+        store = SQLiteStore(folder / STORE_FILE, create=True)
+        views, sexes = np.array(["PA", "AP"]), np.array(["M", "F"])
+        for s in range(0, n, 50_000):
+            store.add(StoredCase(id=int(i), sha256=f"{i:064x}", source="synthetic", image_path="-",
+                                 patient=f"p_{i // 4:016x}", view=str(views[i % 2]), sex=str(sexes[(i // 2) % 2]),
+                                 age=float(i % 90), findings=["Rare"] if i % 100 == 0 else ["Common"])
+                      for i in range(s + 1, min(n, s + 50_000) + 1))
+        store.close()
+        spec = choose_index(n, dim, budget=8 * 1024**3)
+        save_vectors(folder, ids, x)
+        vi = VectorIndex.build(spec, x, ids, dim)
+        vi.save(folder)
+        m = Manifest(model_sha256="bench", embed_dim=dim, index_type=spec.type, index_params=spec.params)
+        m.write(folder)
+        print(f"# engine folder n={n}: {time.perf_counter() - t:.1f} s, {spec.type} {spec.params}", flush=True)
+        vi = VectorIndex.load(folder, spec)
+        engine = SearchEngine(folder, m, SQLiteStore(folder / STORE_FILE, read_only=True), vi, VectorTable(folder), None)
+        cases = {"unfiltered": None, "view=PA": SearchFilters(view=["PA"]), "finding=Rare (1%)": SearchFilters(finding=["Rare"])}
+        qids = rng.integers(1, n + 1, queries)
+        for name, f in cases.items():
+            times, counts = [], []
+            for qid in qids:
+                t = time.perf_counter()
+                res = engine.search(int(qid), k=10, filters=f, with_attention=False)
+                times.append((time.perf_counter() - t) * 1000)
+                counts.append(len(res.hits))
+            row = {"n": n, "engine_query": name, "p50_ms": round(float(np.percentile(times, 50)), 2),
+                   "p99_ms": round(float(np.percentile(times, 99)), 2), "min_hits": int(min(counts))}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        engine.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--types", nargs="+", default=["flat", "ivf", "ivfpq", "hnsw"])
     ap.add_argument("--queries", type=int, default=500, help="batched queries (recall measured on these)")
@@ -111,6 +162,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="FAISS OpenMP threads (default: what SearchEngine uses, index.faiss_index.search_threads())")
     ap.add_argument("--nlist", type=int, nargs="+", default=None, help="IVF list counts to try (default: the rule's)")
+    ap.add_argument("--engine", type=int, nargs="*", default=[],
+                    help="also time SearchEngine.search end to end (SQLite + filters) at these sizes")
     ap.add_argument("--out", type=Path, default=None, help="write all rows as JSON here")
     args = ap.parse_args()
 
@@ -156,14 +209,20 @@ def main() -> None:
                 r["auto"] = (kind == auto.type and (kind == "flat" or r["params"].get("nprobe") == auto.params.get("nprobe")))
             all_rows += rows
         del x, flat
+    engine_rows = [r for n in args.engine for r in bench_engine(n, args.dim, min(args.single, 100))]
     if args.out:
-        args.out.write_text(json.dumps(all_rows, indent=1))
+        args.out.write_text(json.dumps(all_rows + engine_rows, indent=1))
     print("\n| N | type | params | build s | bytes/vec | p50 ms | p99 ms | batch q/s | recall@10 | auto |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in all_rows:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k in ("nlist", "nprobe", "M", "efSearch", "pq_m"))
         print(f"| {r['n']:,} | {r['type']} | {p} | {r['build_s']} | {r['bytes_per_vector']} | {r['p50_ms']} | "
               f"{r['p99_ms']} | {r['batch_qps']} | {r['recall_at_10']} | {'yes' if r['auto'] else ''} |")
+    if engine_rows:
+        print("\n| N | engine query (k=10, by case id) | p50 ms | p99 ms | min hits |")
+        print("|---|---|---|---|---|")
+        for r in engine_rows:
+            print(f"| {r['n']:,} | {r['engine_query']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_hits']} |")
 
 
 if __name__ == "__main__":

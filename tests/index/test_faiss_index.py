@@ -59,6 +59,19 @@ def test_selectors_allowed_and_excluded_match_numpy(data):
     assert list(got[0]) == list(eid[3:8])
 
 
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_bitmap_selector_equals_id_list(data, kind):
+    x, ids = data
+    vi = VectorIndex.build(spec_for(kind, len(x), DIM), x, ids, DIM)
+    allowed = ids[ids % 2 == 1]  # half the cases
+    mask = np.zeros(ids.max() + 1, bool)
+    mask[allowed] = True
+    q = clustered(5, seed=9)
+    by_mask = vi.search(q, 10, allowed_mask=mask)[1]
+    assert np.array_equal(by_mask, vi.search(q, 10, allowed=allowed)[1])
+    assert set(by_mask.ravel().tolist()) <= set(allowed.tolist())
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_indices_have_high_recall(data, kind):
     x, ids = data

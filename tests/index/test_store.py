@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from embed.errors import IndexStateError
@@ -58,6 +59,16 @@ def test_sha_is_unique(store):
 ])
 def test_filters(store, filters, expected):
     assert store.ids_matching(filters).tolist() == expected
+    # the engine's in-memory columns agree with SQL
+    assert np.flatnonzero(store.filter_columns().mask(filters)).tolist() == expected
+
+
+def test_filter_columns_skip_deleted_and_unknown_age(store):
+    store.mark_deleted([2])
+    store.add([case(11, age=None)])
+    cols = store.filter_columns()
+    assert not cols.mask(None)[2] and cols.mask(None)[11]
+    assert not cols.mask(SearchFilters(age_min=0))[11]
 
 
 def test_tombstones_hidden_then_revived_and_delete(store):
