@@ -30,8 +30,9 @@ from index.voting import knn_vote, prognosis_summary
 
 log = logging.getLogger(__name__)
 
-#: Allowed sets up to this size are searched exactly (numpy over the stored vectors): exact and fast.
-EXACT_SUBSET_MAX = 20_000
+#: Allowed sets up to this size are searched exactly (numpy over the stored vectors); larger ones
+#: through FAISS with an id bitmap (at 10^6 cases, gathering 10^4 vectors cost more than IVF).
+EXACT_SUBSET_MAX = 5_000
 MAX_K = 1000
 #: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
 RERANK_FACTOR = 20
