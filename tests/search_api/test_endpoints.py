@@ -82,7 +82,8 @@ def test_search_filters_apply(client, tiny_index):
 def test_same_patient_option(client, tiny_index):
     # gen_03_0 is indexed: the engine recognises it, so its patient is known.
     img = tiny_index.image("gen_03_0.png")
-    own = next(c for c in (tiny_index.engine.get_case(i) for i in range(1, 25)) if c.extra.get("filename") == "gen_03_0.png")
+    sha = hashlib.sha256(img).hexdigest()
+    own = next(c for c in (tiny_index.engine.get_case(i) for i in range(1, 25)) if c.sha256 == sha)
     hits = lambda data: [h["case"] for h in client.post("/v1/search", files=as_file(img), data=data).json()["hits"]]
     excluded = hits({"k": "23"})
     assert excluded and all(c["patient"] != own.patient for c in excluded)
