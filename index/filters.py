@@ -63,7 +63,7 @@ class FilterColumns:
         size = (max((r[0] for r in rows), default=0)) + 1
         self.live = np.zeros(size, bool)
         self.age = np.full(size, np.nan, np.float32)
-        # Strings as small integer codes per column: np.isin on int16 is ~10x faster than on objects.
+        # Strings as small integer codes per column: comparing int16 codes is far faster than objects.
         self._codes: dict[str, dict[str, int]] = {"view": {}, "sex": {}, "source": {}}
         cols = {name: np.zeros(size, np.int16) for name in self._codes}
         for cid, view, sex, age, source, deleted in rows:
@@ -81,8 +81,11 @@ class FilterColumns:
 
     def _isin(self, name: str, values: list[str]) -> np.ndarray:
         book = self._codes[name]
-        codes = [book[v.lower()] for v in values if v.lower() in book]
-        return np.isin(getattr(self, name), np.asarray(codes, np.int16)) if codes else np.zeros(self.size, bool)
+        col = getattr(self, name)
+        out = np.zeros(self.size, bool)
+        for code in {book[v.lower()] for v in values if v.lower() in book}:
+            out |= col == code  # a few vectorised compares: faster than np.isin for short lists
+        return out
 
     @property
     def size(self) -> int:
