@@ -126,8 +126,8 @@ class SearchEngine:
             if self.store.get_one(cid) is None or not self.table.has(cid):
                 raise CaseNotFoundError(f"no indexed case has id {cid}; list cases with `cxr index stats` or search by image")
             q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid))
-            path = self.store.image_path(cid)
-            if with_attention and path and Path(path).is_file():
+            path = self.store.image_path(cid) if with_attention else None
+            if path and Path(path).is_file():
                 try:
                     eq = self._embed_image(path)
                     q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
@@ -185,7 +185,6 @@ class SearchEngine:
                 return sims, ids, meta
             sims, ids = self.vindex.search(q.vector[None], fetch, allowed_mask=mask)
             want = min(k, n_allowed)
-            pool: Any = mask
         else:
             mask = None
             sims, ids = self.vindex.search(q.vector[None], fetch, excluded=ex if len(ex) else None)
@@ -195,7 +194,7 @@ class SearchEngine:
         sims, ids = sims[keep], ids[keep]
         if fetch > k:  # compressed codes: re-score the candidates exactly
             sims, ids = rerank(q.vector, ids, self.table.get(ids), k)
-            meta["reranked"] = int(len(keep))
+            meta["reranked"] = int(keep.sum())
         if len(ids) < want:  # the approximate index missed eligible cases: exact search over them
             pool = np.flatnonzero(mask) if mask is not None else np.setdiff1d(self.table.ids, ex)
             meta["exact"] = True
