@@ -231,15 +231,15 @@ class VectorIndex:
         sel = _Selector(allowed, excluded, allowed_mask)
         if sel.sel is None:
             if self._gpu_index is not None:
-                return self._gpu_index.search(q, min(k, 2048))
+                return _raw_search(self._gpu_index, q, min(k, 2048))
             if self.spec.type in ("ivf", "ivfpq", "hnsw"):
-                return self.index.search(q, k, params=self._params(None))
-            return self.index.search(q, k)
-        return self.index.search(q, k, params=self._params(sel.sel))
+                return _raw_search(self.index, q, k, self._params(None))
+            return _raw_search(self.index, q, k)
+        return _raw_search(self.index, q, k, self._params(sel.sel))
 
     def _gpu_widened(self, q: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """GPU search without selectors: ask for k + |excluded| and drop the excluded ids (k-widening)."""
-        sims, ids = self._gpu_index.search(q, k + len(excluded))
+        sims, ids = _raw_search(self._gpu_index, q, k + len(excluded))
         out_s = np.full((len(q), k), -np.inf, np.float32)
         out_i = np.full((len(q), k), -1, np.int64)
         for j in range(len(q)):
@@ -275,3 +275,16 @@ class VectorIndex:
         elif spec.type == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])
         return cls(index, spec, read_only=bool(mmap), use_gpu=use_gpu)
+
+
+def _raw_search(index: Any, q: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` on numpy arrays, with search parameters.
+
+    ``faiss.contrib.torch_utils`` (imported by pytorch-metric-learning) replaces
+    ``Index.search`` with a torch-aware wrapper that takes no ``params``; it keeps
+    the original as ``search_numpy``, which we call when present.
+    """
+    search = getattr(index, "search_numpy", index.search)
+    if params is None:
+        return search(q, k)
+    return search(q, k, params=params)
