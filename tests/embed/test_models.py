@@ -125,3 +125,23 @@ def test_local_pretrained_weights_file(tmp_path):
         assert torch.equal(v, model.backbone.state_dict()[k])
     with pytest.raises(ModelError, match="not found"):
         create_model("cxr_test_tiny", pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_released_model_is_self_contained():
+    from embed.models import RELEASED_CONFIG_PATH, RELEASED_MODEL_PATH
+    from embed.standardize import StandardizeConfig
+
+    if not RELEASED_MODEL_PATH.is_file():
+        pytest.skip("no released model in this checkout")
+    assert RELEASED_MODEL_PATH.stat().st_size < 25 * 2**20
+    assert RELEASED_CONFIG_PATH.is_file()
+    raw = torch.load(RELEASED_MODEL_PATH, weights_only=True)
+    assert all(v.dtype in (torch.float16, torch.int64) for v in raw["state_dict"].values())
+    lm = load_checkpoint(RELEASED_MODEL_PATH)
+    assert isinstance(lm.std_cfg, StandardizeConfig)
+    assert "normal" in lm.labels and lm.meta["metrics"]["split"]["val_sha256"]
+    size = lm.std_cfg.size
+    with torch.no_grad():
+        out = lm.model(torch.rand(2, 1, size, size))
+    assert out["embedding"].shape == (2, lm.encoder_cfg.embed_dim)
+    assert torch.allclose(out["embedding"].norm(dim=1), torch.ones(2), atol=1e-4)
