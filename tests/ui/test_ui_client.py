@@ -60,6 +60,9 @@ def test_filters_and_same_patient_modes(client, api_server):
     cid = render.hit_id(client.search(_query_bytes(api_server), SearchParams(k=1))["hits"][0])
     patient = client.case(cid)["patient"]
     excluded = client.similar(cid, SearchParams(k=19))
+    # the page shows the example's standardized image and attention like an upload's
+    assert render.decode_png(excluded.get("query_png")) is not None
+    assert render.decode_png(excluded.get("attention_png")) is not None
     assert all(render.hit_case(h)["patient"] != patient for h in excluded["hits"])
     only = client.similar(cid, SearchParams(k=19, same_patient="only"))
     assert only["hits"] and all(render.hit_case(h)["patient"] == patient for h in only["hits"])
