@@ -95,6 +95,11 @@ def check_compatible(manifest: Manifest, *, model_sha256: str, std_cfg: Any, ind
         )
     fp = std_fingerprint(std_cfg)
     if manifest.std_fingerprint and manifest.std_fingerprint != fp:
+        if manifest.std_config == std_dict(std_cfg):
+            raise ConfigMismatchError(
+                f"index {index_dir} was built by an older version of the standardization code "
+                f"(same settings, fingerprint {manifest.std_fingerprint}, now {fp}); {rebuild}"
+            )
         raise ConfigMismatchError(
             f"index {index_dir} was built with standardization {manifest.std_config} "
             f"(fingerprint {manifest.std_fingerprint}) but the running model uses {std_dict(std_cfg)} "
