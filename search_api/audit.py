@@ -53,4 +53,6 @@ class AuditMiddleware:
                 "latency_ms": round((time.perf_counter() - start) * 1000.0, 1),
                 "results": state.get("result_count"),
             }
-            audit_log.info(json.dumps(record, separators=(",", ":")))
+            # Liveness probes poll every second or so: keep them out of the INFO stream.
+            level = logging.DEBUG if endpoint == "/health" and status["code"] == 200 else logging.INFO
+            audit_log.log(level, json.dumps(record, separators=(",", ":")))
