@@ -1,8 +1,9 @@
 """Validation metrics for a training run: P@1 and MAP@R (pytorch-metric-learning) and kNN-vote AUC.
 
-The kNN vote leaves out the query itself and every image of the same patient, so a
-patient's follow-up film cannot vote for it; MAP@R and P@1 come from
-``AccuracyCalculator`` as the library computes them.
+The kNN vote (``embed.evaluate.metrics.knn_vote_scores``, the evaluation's own) leaves
+out the query itself and every image of the same patient, so a patient's follow-up film
+cannot vote for it; MAP@R and P@1 come from ``AccuracyCalculator`` as the library
+computes them.
 """
 
 from __future__ import annotations
@@ -28,23 +29,6 @@ def embed_loader(model: torch.nn.Module, loader, device: torch.device) -> tuple[
     if not embs:
         return np.zeros((0, 0), np.float32), []
     return torch.cat(embs).numpy(), idx
-
-
-def knn_vote_scores(
-    emb: np.ndarray, labels: np.ndarray, groups: Sequence[str], n_classes: int, k: int = 10
-) -> np.ndarray:
-    """Similarity-weighted vote of the k nearest other-patient neighbours: [N, n_classes], rows sum to 1."""
-    sim = emb @ emb.T
-    g = np.asarray(groups)
-    sim[g[:, None] == g[None, :]] = -np.inf  # self and same patient
-    k = max(1, min(k, len(emb) - 1))
-    nn = np.argpartition(-sim, kth=k - 1, axis=1)[:, :k]
-    scores = np.zeros((len(emb), n_classes), np.float64)
-    rows = np.arange(len(emb))[:, None]
-    w = np.clip(sim[rows, nn], 0, None)
-    w[~np.isfinite(w)] = 0
-    np.add.at(scores, (np.repeat(rows, k, 1), labels[nn]), w + 1e-6)
-    return scores / scores.sum(1, keepdims=True)
 
 
 def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -77,7 +61,10 @@ def retrieval_metrics(
     t = torch.from_numpy(emb)
     lab = torch.from_numpy(labels)
     acc = calc.get_accuracy(t, lab, t, lab, ref_includes_query=True)
-    scores = knn_vote_scores(emb, labels, groups, n_classes, k=k)
+    from embed.evaluate.metrics import knn_vote_scores
+
+    # leave-one-out within the validation set, same-patient neighbours excluded
+    scores = knn_vote_scores(emb, None, labels, query_patients=list(groups), k=k, n_classes=n_classes)
     out: dict[str, float | None | dict] = {
         "precision_at_1": float(acc["precision_at_1"]),
         "mean_average_precision_at_r": float(acc["mean_average_precision_at_r"]),
