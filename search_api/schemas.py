@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from index.schemas import CaseRow
+
 _CASE_EXAMPLE = {
     "id": 17,
     "sha256": "9c1e0b7d3f2a...",
@@ -59,21 +61,10 @@ class StatsResponse(BaseModel):
         "findings": {"COVID-19": 342, "No Finding": 820, "Pneumonia": 900}, "engine": {}}]})
 
 
-class CaseOut(BaseModel):
-    """An indexed case: pseudonymous metadata and the URL of its standardized image."""
+class CaseOut(CaseRow):
+    """An indexed case: pseudonymous metadata (the engine's :class:`CaseRow`) and the URL of its standardized image."""
 
-    id: int
-    sha256: str
-    source: str
     patient: str | None = Field(None, description="keyed pseudonym, never the source's id")
-    view: str | None = None
-    sex: str | None = None
-    age: float | None = None
-    day_offset: float | None = None
-    findings: list[str] = Field(default_factory=list)
-    prognosis: dict[str, bool | None] = Field(default_factory=dict)
-    licence: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
     image_url: str
 
     model_config = ConfigDict(json_schema_extra={"examples": [_CASE_EXAMPLE]})
