@@ -27,6 +27,7 @@ import numpy as np
 
 from embed.errors import CXRError
 from embed.evaluate import metrics as M
+from embed.train.split import split_fingerprint
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,6 @@ def explicit_sets(reference_specs: Sequence[str], query_specs: Sequence[str]) ->
     notes = {"reference_datasets": list(reference_specs), "query_datasets": list(query_specs),
              "skipped_rows": len(refs.skipped) + len(qs.skipped)}
     return EvalSets(qs.records, refs.records, "explicit", notes)
-
-
-def split_fingerprint(case_ids: Sequence[str]) -> str:
-    """sha256 of the sorted case ids: lets a checkpoint prove which images were its validation set."""
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()
 
 
 def _check_split(ckpt: dict[str, Any], val_ids: Sequence[str], path: str | Path) -> bool:

@@ -52,6 +52,6 @@ def patient_split(
 
 
 def split_fingerprint(case_ids: Sequence[str]) -> str:
-    """sha256 of the sorted case ids (same as embed.evaluate.runner.split_fingerprint): lets a
-    checkpoint prove which images were its validation set."""
+    """sha256 of the sorted case ids: lets a checkpoint prove which images were its validation set
+    (``cxr evaluate --split val`` checks it)."""
     return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()
