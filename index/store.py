@@ -124,7 +124,7 @@ class SQLiteStore:
         self.read_only = read_only
         self._local = threading.local()
         self._lock = threading.Lock()  # serialises writers; readers run freely
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: dict[int, sqlite3.Connection] = {}  # by thread ident
         if create:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -143,13 +143,23 @@ class SQLiteStore:
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                self._prune_dead_threads()
+                self._conns[threading.get_ident()] = conn
         return conn
+
+    def _prune_dead_threads(self) -> None:
+        """Close the connections of threads that have ended (thread pools retire idle threads)."""
+        alive = {t.ident for t in threading.enumerate()}
+        for ident in [i for i in self._conns if i not in alive]:
+            try:
+                self._conns.pop(ident).close()
+            except sqlite3.Error:  # pragma: no cover - closing a dead thread's connection
+                pass
 
     def close(self) -> None:
         """Close every thread's connection (checkpointing the WAL into the main file)."""
         with self._lock:
-            for conn in self._conns:
+            for conn in self._conns.values():
                 try:
                     if not self.read_only:
                         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -120,3 +120,15 @@ def test_filter_validation():
         SearchFilters(age_min=50, age_max=20)
     with pytest.raises(ValueError):
         SearchFilters(sex="x")
+
+
+def test_connections_of_ended_threads_are_closed(store, tmp_path):
+    """Thread pools retire idle threads: their SQLite connections must not pile up."""
+    ro = SQLiteStore(tmp_path / "store.sqlite", read_only=True)
+    for _ in range(20):  # 20 short-lived threads, one after another
+        t = threading.Thread(target=lambda: ro.get_one(3))
+        t.start()
+        t.join()
+    ro.get_one(3)  # a connection made now prunes those of the ended threads
+    assert len(ro._conns) <= 2
+    ro.close()
