@@ -119,11 +119,17 @@ class Embedder:
         return np.concatenate(embs), np.concatenate(attns)
 
     def embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
-        """Read (PNG/JPEG/DICOM), standardize with the model's config, embed one image."""
+        """Read (PNG/JPEG/DICOM), standardize with the model's config, embed one image.
+
+        The standardized image is rounded to 8 bits exactly as indexed images are
+        (the standardized-image cache stores uint8), so a query and the same image
+        in the index give the same vector.
+        """
         from embed.image import read_image
         from embed.standardize import standardize
+        from embed.torchdata import to_uint8
 
         img = read_image(src)
-        std = standardize(img, self.std_cfg)
+        std = to_uint8(standardize(img, self.std_cfg)).astype(np.float32) / 255.0
         emb, attn = self.embed_batch(std[None])
         return EmbeddedQuery(embedding=emb[0], attention=attn[0], standardized=std, meta=dict(img.meta))

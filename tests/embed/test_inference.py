@@ -73,8 +73,14 @@ def test_embed_image_path_bytes_and_dicom_agree(embedder, tmp_path):
     by_bytes = embedder.embed_image(png.read_bytes())
     assert by_path.standardized.shape == (SIZE, SIZE)
     np.testing.assert_allclose(by_path.embedding, by_bytes.embedding, atol=1e-6)
-    expected, _ = embedder.embed_batch(standardize(grey.astype(np.float32), embedder.std_cfg)[None])
-    np.testing.assert_allclose(by_path.embedding, expected[0], atol=1e-5)
+    # the query path gives the vector the index path (8-bit standardized cache) gives for the same file
+    from embed.torchdata import load_standardized_u8
+
+    indexed = load_standardized_u8(png, embedder.std_cfg).astype(np.float32) / 255.0
+    expected, _ = embedder.embed_batch(indexed[None])
+    np.testing.assert_allclose(by_path.embedding, expected[0], atol=1e-6)
+    unrounded, _ = embedder.embed_batch(standardize(grey.astype(np.float32), embedder.std_cfg)[None])
+    assert float(unrounded[0] @ by_path.embedding) > 0.999
     assert by_path.attention.ndim == 2
 
     dcm = embedder.embed_image(make_dicom(grey.astype(np.uint16) * 16, bits_stored=12))
