@@ -34,62 +34,50 @@ class APIError(Exception):
         if code is not None:
             self.code = code
 
+    #: the sentence the page shows; ``{detail}`` is the API's own message
+    template: str = "The search service returned an error: {detail}"
+
     @property
     def user_message(self) -> str:
-        return f"The search service returned an error: {self.detail}"
+        return self.template.format(detail=self.detail)
 
 
 class ServiceUnavailableError(APIError):
     """The API cannot be reached, timed out, or says it is not ready (503)."""
 
     code = "service_unavailable"
-
-    @property
-    def user_message(self) -> str:
-        return f"The search service is not available: {self.detail}"
+    template = "The search service is not available: {detail}"
 
 
 class AuthError(APIError):
     """401/403: missing or wrong API key."""
 
     code = "unauthorized"
-
-    @property
-    def user_message(self) -> str:
-        return (
-            "The search service refused the API key. Set CXR_UI_API_KEY (or api_key in "
-            f"Streamlit secrets) to the key the API was started with. ({self.detail})"
-        )
+    template = (
+        "The search service refused the API key. Set CXR_UI_API_KEY (or api_key in "
+        "Streamlit secrets) to the key the API was started with. ({detail})"
+    )
 
 
 class BadImageError(APIError):
     """413/415/422 on an uploaded image: not an image, truncated, unsupported, too large."""
 
     code = "bad_image"
-
-    @property
-    def user_message(self) -> str:
-        return f"This file could not be used as a chest X-ray: {self.detail}"
+    template = "This file could not be used as a chest X-ray: {detail}"
 
 
 class InvalidRequestError(APIError):
     """400/422 on parameters (not on the image): e.g. an impossible age range."""
 
     code = "invalid_request"
-
-    @property
-    def user_message(self) -> str:
-        return f"The search request was not accepted: {self.detail}"
+    template = "The search request was not accepted: {detail}"
 
 
 class NotFoundError(APIError):
     """404: no such case."""
 
     code = "not_found"
-
-    @property
-    def user_message(self) -> str:
-        return f"Not found: {self.detail}"
+    template = "Not found: {detail}"
 
 
 _IMAGE_CODES = {"not_an_image", "image_unreadable", "truncated_image", "unsupported_image", "image_too_large"}
