@@ -69,7 +69,7 @@ def ensure_index(index: Path, model: Path, data: Path, build: bool) -> None:
     if not build and (index / "manifest.json").is_file():
         log.info("using the existing index %s as is", index)
         return
-    cmd = [sys.executable, "-m", "embed.cli", "index", "build", "--model", str(model), "--out", str(index),
+    cmd = [sys.executable, "-m", "cli", "index", "build", "--model", str(model), "--out", str(index),
            "--no-progress", "--workers", "2", *corpus_specs(data)]
     log.info("building the index: %s", " ".join(cmd))
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=3600)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, CXR_API_API_KEYS=key)
     env.pop("CXR_API_API_KEYS_FILE", None)
-    cmd = [sys.executable, "-m", "embed.cli", "serve", "--index", str(args.index), "--model", str(model),
+    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(args.index), "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     server_log = cache / "bench_api_server.log"
     with open(server_log, "wb") as fh:

@@ -49,7 +49,7 @@ def main() -> int:
     if args.fresh and args.index.exists():
         shutil.rmtree(args.index)
     api_port, ui_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "embed.cli", "demo", "--index", str(args.index),
+    cmd = [sys.executable, "-m", "cli", "demo", "--index", str(args.index),
            "--api-port", str(api_port), "--ui-port", str(ui_port), "--ready-timeout", str(args.timeout)]
     if args.data:
         cmd += ["--data", str(args.data)]

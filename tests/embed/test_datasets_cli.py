@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from embed.cli import main
+from cli.main import main
 from tests.embed.datasets_fixtures import write_image
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from embed.cli import main
+from cli.main import main
 from embed.datasets import CaseRecord, load_datasets
 from embed.errors import CXRError
 from embed.evaluate.baselines import thumbnail_features, untrained_embedder

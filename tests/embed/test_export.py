@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embed.cli import main
+from cli.main import main
 from embed.errors import CXRError
 from embed.export import read_features
 from embed.inference import Embedder

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from embed.cli import main
+from cli.main import main
 from embed.image import read_image
 from embed.standardize import StandardizeConfig, standardize
 from tests.embed.dicom_fixtures import IDENTIFYING, make_dicom

@@ -98,7 +98,7 @@ def test_train_config_rejects_unknown_keys(tmp_path):
 
 
 def test_cli_train_end_to_end_and_resume(tmp_path):
-    from embed.cli import main
+    from cli.main import main
     from embed.models import load_checkpoint
 
     root = write_imagefolder(tmp_path / "data", per_class=12)

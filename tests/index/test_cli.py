@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from embed.cli import main
+from cli.main import main
 from tests.index.conftest import write_png
 
 

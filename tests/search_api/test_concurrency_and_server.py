@@ -71,7 +71,7 @@ def test_real_uvicorn_process(tiny_index, tmp_path):
     env = dict(os.environ, CXR_API_API_KEYS=API_KEY, PYTHONPATH=str(PROJECT_ROOT))
     env.pop("CXR_API_API_KEYS_FILE", None)
     log = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "embed.cli", "serve", "--index", str(tiny_index.index_dir), "--model",
+    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(tiny_index.index_dir), "--model",
            str(tiny_index.checkpoint), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -107,7 +107,7 @@ def test_real_uvicorn_process(tiny_index, tmp_path):
 def test_serve_refuses_open_api_off_loopback(tiny_index):
     env = dict(os.environ, CXR_API_API_KEYS="")
     env.pop("CXR_API_API_KEYS_FILE", None)
-    res = subprocess.run([sys.executable, "-m", "embed.cli", "serve", "--index", str(tiny_index.index_dir),
+    res = subprocess.run([sys.executable, "-m", "cli", "serve", "--index", str(tiny_index.index_dir),
                           "--host", "0.0.0.0", "--port", str(free_port())],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "refusing to listen" in res.stderr

@@ -119,7 +119,7 @@ def tiny_index(tmp_path_factory) -> tuple[Path, Path]:
     ckpt = tmp / "tiny.pt"
     save_checkpoint(ckpt, model, std_cfg=StandardizeConfig(size=SIZE), labels=["No Finding", "Pneumonia"])
     out = tmp / "index"
-    cmd = [sys.executable, "-m", "embed.cli", "index", "build", "--model", str(ckpt), "--out", str(out),
+    cmd = [sys.executable, "-m", "cli", "index", "build", "--model", str(ckpt), "--out", str(out),
            f"imagefolder:{corpus}"]
     res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=base_env(tmp), capture_output=True, text=True, timeout=300)
     if res.returncode != 0 and "invalid choice: 'index'" in res.stderr:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from embed.cli_cmds import demo
+from cli.commands import demo
 from tests.conftest import PROJECT_ROOT
 from tests.ui.conftest import base_env, free_port, make_xray
 
@@ -44,7 +44,7 @@ def demo_setup(tmp_path_factory, tiny_index):
 
 
 def _demo_cmd(data: Path, index: Path, ckpt: Path, api: int, ui: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "embed.cli", "demo", "--data", str(data), "--index", str(index),
+    return [sys.executable, "-m", "cli", "demo", "--data", str(data), "--index", str(index),
             "--model", str(ckpt), "--api-port", str(api), "--ui-port", str(ui), "--ready-timeout", "240",
             *extra]
 
@@ -100,7 +100,7 @@ def test_ctrl_c_stops_both_children(demo_setup):
 
 def test_missing_data_is_a_clear_error(tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "embed.cli", "demo", "--data", str(tmp_path / "nowhere"), "--index",
+        [sys.executable, "-m", "cli", "demo", "--data", str(tmp_path / "nowhere"), "--index",
          str(tmp_path / "idx"), "--api-port", str(free_port()), "--ui-port", str(free_port())],
         cwd=PROJECT_ROOT, env=base_env(tmp_path), capture_output=True, text=True, timeout=120,
     )
@@ -132,7 +132,7 @@ def test_busy_port_is_reported_before_anything_starts(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         res = subprocess.run(
-            [sys.executable, "-m", "embed.cli", "demo", "--index", str(tmp_path / "idx"), "--api-port", str(port),
+            [sys.executable, "-m", "cli", "demo", "--index", str(tmp_path / "idx"), "--api-port", str(port),
              "--ui-port", str(free_port())],
             cwd=PROJECT_ROOT, env=base_env(tmp_path), capture_output=True, text=True, timeout=120,
         )

@@ -1,6 +1,6 @@
 """The ``cxr`` command line: one entry point, one module per subcommand.
 
-Each module in :mod:`embed.cli_cmds` exposes ``register(subparsers)`` which adds
+Each module in :mod:`cli.commands` exposes ``register(subparsers)`` which adds
 its parser and sets ``func`` (called with the parsed namespace, returns an exit
 code). Heavy imports happen inside ``func`` so ``cxr --help`` stays fast.
 """
@@ -41,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"embed.cli_cmds.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"embed.cli_cmds.{name}":
-                continue  # command not built into this install
-            raise
-        module.register(sub)
+        importlib.import_module(f"cli.commands.{name}").register(sub)
     return parser
 
 

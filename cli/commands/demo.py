@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rebuild or not usable:
         data_dir = resolve_data_dir(args.data)
         specs = dataset_specs(data_dir)
-        cmd = [sys.executable, "-m", "embed.cli", "index", "build", "--out", str(index_dir)]
+        cmd = [sys.executable, "-m", "cli", "index", "build", "--out", str(index_dir)]
         if model is not None:
             cmd += ["--model", str(model)]
         cmd += specs
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     })
     env.pop("CXR_API_API_KEYS_FILE", None)
-    api_cmd = [sys.executable, "-m", "embed.cli", "serve", "--index", str(index_dir),
+    api_cmd = [sys.executable, "-m", "cli", "serve", "--index", str(index_dir),
                "--host", args.host, "--port", str(args.api_port)]
     ui_cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "ui" / "app.py"),
               "--server.headless", "true", "--server.address", args.host,
