@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw", "gpu_cagra", "gpu_ivf_pq")
 
 
 def _dataset_flags(p: argparse.ArgumentParser) -> None:
@@ -42,8 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", type=Path, required=True, help="index folder to create or replace")
     b.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
                    help="FAISS index: auto (exact up to 20k cases, then IVF; IVF-PQ when over the memory budget "
-                   "CXR_INDEX_MEMORY_GB), flat (exact), ivf, ivfpq or hnsw (fast, but removal needs a rebuild)")
+                   "CXR_INDEX_MEMORY_GB), flat (exact), ivf, ivfpq or hnsw (fast, but removal needs a rebuild); "
+                   "with --backend milvus the same names map to FLAT, IVF_FLAT, IVF_PQ, HNSW, plus gpu_cagra and "
+                   "gpu_ivf_pq on a Milvus server with GPUs")
     b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    b.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
+                   help="where the vectors live: faiss (a file in the index folder, default) or milvus "
+                   "(a collection at --milvus-uri; filters run inside Milvus)")
+    b.add_argument("--milvus-uri", default=None, metavar="URI",
+                   help="with --backend milvus: a Milvus Lite file such as ./cases.db (embedded, one process) or "
+                   "http://host:19530 (Milvus standalone or cluster); default OUT.milvus.db beside the folder")
     b.set_defaults(func=run)
 
     a = sub.add_parser("add", help="add new datasets to an existing index (same model)",
@@ -89,6 +97,8 @@ def _print_stats(st: dict[str, Any]) -> None:
     print(f"cases: {st['cases']} ({st['patients']} patients; {st['deleted']} removed, awaiting rebuild)")
     print(f"index: {st['index_type']} {json.dumps(st['index_params'])}; embedding size {st['embed_dim']}; "
           f"model {st['model_sha256'][:12]}; {_human(st['size_bytes'])} on disk")
+    if st.get("backend") == "milvus":
+        print(f"vectors in Milvus: {st['milvus']['uri']} collection {st['milvus']['collection']}")
     for title, key in (("source", "by_source"), ("view", "by_view"), ("sex", "by_sex"), ("finding", "by_finding")):
         counts = st[key]
         print(f"by {title}:")
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
             workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
+            backend=args.backend, milvus_uri=args.milvus_uri,
             embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
         )
         _report(rep)
