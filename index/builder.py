@@ -377,8 +377,10 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
     return len(gone)
 
 
-def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False) -> BuildReport:
-    """Recreate the FAISS index (or Milvus collection) from the stored vectors: compacts tombstones, may change the type."""
+def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False,
+                  backend: str | None = None, milvus_uri: str | None = None) -> BuildReport:
+    """Recreate the FAISS index (or Milvus collection) from the stored vectors: compacts tombstones, may change
+    the type, and with ``backend`` moves the vectors to another backend without re-embedding any image."""
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
     manifest, store, table = _open_parts(index_dir)
@@ -387,6 +389,9 @@ def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_
     requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
     spec = _spec(len(live), manifest.embed_dim, requested)
     old_manifest = manifest.model_copy(deep=True)
+    if backend is not None or milvus_uri is not None:
+        manifest.backend = backend or manifest.backend
+        manifest.backend_params = backend_params(manifest.backend, index_dir, milvus_uri)
     with staging(index_dir, keep_old=keep_old) as tmp:
         new_store = store.backup_to(tmp / STORE_FILE)
         store.close()

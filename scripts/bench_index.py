@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the FAISS index types on synthetic clustered unit vectors.
+"""Benchmark the FAISS index types (and, with --milvus, Milvus) on synthetic clustered unit vectors.
 
 For each corpus size and index type: build time, bytes per vector (file size),
 single-query p50/p99 latency, batched queries per second, and recall@10 against
@@ -9,6 +9,7 @@ configuration the automatic rule (index.selection.choose_index) picks and whethe
 it meets the target (p50 <= 5 ms at recall@10 >= 0.95).
 
     nice python scripts/bench_index.py --sizes 10000 100000 1000000 --out bench_index.json
+    nice python scripts/bench_index.py --sizes 100000 --types flat ivf hnsw --milvus   # FAISS vs Milvus Lite
 """
 
 from __future__ import annotations
@@ -98,6 +99,37 @@ def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.nd
     return rows
 
 
+def run_milvus(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.ndarray, truth: np.ndarray,
+               n_single: int, uri: str) -> dict:
+    """The same measurements on a Milvus collection (Milvus Lite for a .db path): build = insert + index."""
+    from index.milvus_index import UNKNOWN_AGE, UNKNOWN_DAY, MilvusIndex
+
+    t0 = time.perf_counter()
+    mi = MilvusIndex.create(uri, spec, x.shape[1])
+    blank = {"view": "", "sex": "", "source": "bench", "patient": "", "age": UNKNOWN_AGE, "day_offset": UNKNOWN_DAY,
+             "findings": [], "case": {}}
+    for s in range(0, len(x), 5_000):
+        mi.client.insert(mi.collection, [{"id": int(i), "vector": v.tolist(), **blank}
+                                         for i, v in zip(ids[s:s + 5_000], x[s:s + 5_000])])
+    mi.client.flush(mi.collection)
+    mi.client.load_collection(mi.collection)
+    mi.search(q[0], 10)  # the first search waits for the index to be built
+    build_s = time.perf_counter() - t0
+    _, got = mi.search_batch(q, 10)
+    times = []
+    for i in range(n_single):
+        t = time.perf_counter()
+        mi.search(q[i], 10)
+        times.append((time.perf_counter() - t) * 1000)
+    row = {"n": len(x), "type": f"milvus-{kind}", "params": {k: v for k, v in spec.params.items() if k != "requested"},
+           "build_s": round(build_s, 2), "bytes_per_vector": None,
+           "p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
+           "batch_qps": None, "recall_at_10": round(recall(got, truth), 4), "auto": False}
+    print(json.dumps(row), flush=True)
+    mi.drop()
+    return row
+
+
 def bench_engine(n: int, dim: int, queries: int) -> list[dict]:
     """End-to-end SearchEngine.search(case id) latency on a synthetic index folder with n cases:
     unfiltered, a broad filter (view PA, ~1/2), a rare one (finding present in ~1 %), same patient."""
@@ -164,6 +196,11 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, nargs="+", default=None, help="IVF list counts to try (default: the rule's)")
     ap.add_argument("--engine", type=int, nargs="*", default=[],
                     help="also time SearchEngine.search end to end (SQLite + filters) at these sizes")
+    ap.add_argument("--milvus", nargs="*", default=None, metavar="TYPE",
+                    help="also measure these index types on Milvus (default with no value: flat ivf hnsw) beside FAISS")
+    ap.add_argument("--milvus-uri", default=None,
+                    help="Milvus for --milvus: a Lite .db file (default: a temporary one) or http://host:19530")
+    ap.add_argument("--milvus-single", type=int, default=50, help="single Milvus queries timed one by one")
     ap.add_argument("--out", type=Path, default=None, help="write all rows as JSON here")
     args = ap.parse_args()
 
@@ -208,6 +245,11 @@ def main() -> None:
             for r in rows:
                 r["auto"] = (kind == auto.type and (kind == "flat" or r["params"].get("nprobe") == auto.params.get("nprobe")))
             all_rows += rows
+        if args.milvus is not None:
+            uri = args.milvus_uri or str(Path(tempfile.mkdtemp(prefix="bench_milvus_")) / "bench.db")
+            for kind in args.milvus or ["flat", "ivf", "hnsw"]:
+                spec = spec_for(kind, n, args.dim)
+                all_rows.append(run_milvus(kind, spec, x, ids, q, truth, min(args.milvus_single, len(q)), uri))
         del x, flat
     engine_rows = [r for n in args.engine for r in bench_engine(n, args.dim, min(args.single, 100))]
     if args.out:
@@ -216,6 +258,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in all_rows:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k in ("nlist", "nprobe", "M", "efSearch", "pq_m"))
+        r = {key: ("" if v is None else v) for key, v in r.items()}
         print(f"| {r['n']:,} | {r['type']} | {p} | {r['build_s']} | {r['bytes_per_vector']} | {r['p50_ms']} | "
               f"{r['p99_ms']} | {r['batch_qps']} | {r['recall_at_10']} | {'yes' if r['auto'] else ''} |")
     if engine_rows:

@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rb.add_argument("--index", type=Path, required=True, help="index folder")
     rb.add_argument("--index-type", choices=INDEX_TYPES, default=None, help="new index type (default: as built)")
     rb.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    rb.add_argument("--backend", choices=("faiss", "milvus"), default=None,
+                    help="move the vectors to this backend (no image is read again; default: as built)")
+    rb.add_argument("--milvus-uri", default=None, metavar="URI",
+                    help="with --backend milvus: Milvus Lite file (./cases.db) or http://host:19530")
     rb.set_defaults(func=run)
 
     s = sub.add_parser("stats", help="counts per source, finding, view and sex; index type; size on disk",
@@ -148,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         n = builder.remove_from_index(args.index, ids=args.ids, sources=args.source)
         print(f"removed {n} cases from {args.index}")
     elif action == "rebuild":
-        rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old)
+        rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old,
+                                    backend=args.backend, milvus_uri=args.milvus_uri)
         print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
     elif action == "stats":
         st = builder.index_stats(args.index)

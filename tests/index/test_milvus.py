@@ -79,6 +79,9 @@ def test_build_add_remove_rebuild_stats(tmp_path, records, embedder, tiny_ckpt):
     m2 = Manifest.read(out)
     assert m2.index_type == "hnsw" and collections(out) == [m2.backend_params["collection"]] != [first]
     assert index_stats(out)["cases"] == 28
+    rebuild_index(out, backend="faiss")  # back to FAISS without re-embedding: the collection is dropped
+    assert index_stats(out)["backend"] == "faiss" and (out / "index.faiss").is_file()
+    assert connect(uri).list_collections() == []
 
 
 def test_index_types_each_backend_refuses(tmp_path, records, embedder, tiny_ckpt):
