@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from embed.errors import IndexStateError
+from embed.pipeline import embed_paths
 from index.backend import backend_params, create_filled, drop_replaced, open_backend
-from index.embedding import embed_paths, hash_files
+from index.embedding import hash_files
 from index.layout import disk_size, staging
 from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
 from index.selection import IndexSpec, choose_index
@@ -130,8 +131,8 @@ def _new_cases(
     for p, vec in zip(out.positions, out.vectors):
         vectors[todo[p]] = vec
         ok[todo[p]] = True
-    for p, reason in out.failures:
-        report.unreadable.append((chosen[todo[p]][0].case_id, reason))
+    for f in out.failures:
+        report.unreadable.append((chosen[todo[f.pos]][0].case_id, f.reason))
     cases = [
         StoredCase(
             id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
