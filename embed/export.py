@@ -77,8 +77,13 @@ def export_features(
     workers: int = 0,
     device: str | None = None,
     progress: bool = True,
+    runner: Any = None,
 ) -> dict[str, Any]:
-    """Load datasets, embed every case, write the parquet; returns a summary dict."""
+    """Load datasets, embed every case, write the parquet; returns a summary dict.
+
+    ``runner`` (an :class:`embed.pipeline.Runner`, e.g. :class:`embed.ray_runner.RayRunner`) drives
+    the pipeline; default the local DataLoader runner with ``batch_size`` and ``workers``.
+    """
     from embed.datasets import load_datasets
     from embed.inference import Embedder
     from embed.pipeline import embed_paths
@@ -91,7 +96,7 @@ def export_features(
         raise CXRError(f"no cases found in {', '.join(specs)}: check the paths and kinds (`cxr datasets inspect`)")
     embedder = Embedder.from_checkpoint(model_path, device=device, batch_size=batch_size)
     res = embed_paths(embedder, [r.image_path for r in load.records], batch_size=batch_size, workers=workers,
-                      progress=progress)
+                      progress=progress, runner=runner)
     kept, emb = res.positions.tolist(), res.vectors
     skipped = [(load.records[f.pos].case_id, f.reason) for f in res.failures]
     if not kept:

@@ -93,6 +93,7 @@ def _new_cases(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    runner: Any = None,
 ) -> tuple[list[StoredCase], np.ndarray]:
     """Hash, deduplicate and embed records into StoredCases with vectors.
 
@@ -127,7 +128,7 @@ def _new_cases(
         else:
             todo.append(j)
     out = embed_paths(embedder, [chosen[j][0].image_path for j in todo], batch_size=batch_size,
-                      workers=workers, progress=progress)
+                      workers=workers, progress=progress, runner=runner)
     for p, vec in zip(out.positions, out.vectors):
         vectors[todo[p]] = vec
         ok[todo[p]] = True
@@ -197,6 +198,7 @@ def build_index(
     dataset_opts: dict[str, Any] | None = None,
     backend: str = "faiss",
     milvus_uri: str | None = None,
+    runner: Any = None,
 ) -> BuildReport:
     """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
 
@@ -230,7 +232,8 @@ def build_index(
         except Exception as exc:  # noqa: BLE001 - another model: every image is embedded again
             log.info("existing index not reusable for vectors (%s): embedding every image", type(exc).__name__)
     cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
-                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress)
+                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress,
+                                runner=runner)
     ids = np.array([c.id for c in cases], dtype=np.int64)
     spec = _spec(len(ids), embedder.embed_dim, index_type)
     manifest = Manifest(
@@ -287,6 +290,7 @@ def add_to_index(
     workers: int | None = None,
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
+    runner: Any = None,
 ) -> BuildReport:
     """Add new cases (by content hash) to an existing index built with the same model."""
     t0 = time.time()
@@ -300,7 +304,7 @@ def add_to_index(
     deleted = set(store.deleted_ids().tolist())
     revive = sorted({known[s] for s in hash_files([r.image_path for r in records]) if s in known} & deleted)
     cases, vectors = _new_cases(records, embedder, report, known=known, next_id=store.max_id() + 1,
-                                batch_size=batch_size, workers=workers, progress=progress)
+                                batch_size=batch_size, workers=workers, progress=progress, runner=runner)
     report.duplicates -= len(revive)
     undo: list[Any] = []
     with _undo_on_failure(undo), staging(index_dir) as tmp:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cli.commands.embed_cmd import add_runner_flags, make_runner
+
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw", "gpu_cagra", "gpu_ivf_pq")
 
 
@@ -21,6 +23,7 @@ def _dataset_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--include-ct", action="store_true", help="covid-chestxray: keep CT rows too")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runner_flags(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -132,14 +135,14 @@ def run(args: argparse.Namespace) -> int:
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
             workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
-            backend=args.backend, milvus_uri=args.milvus_uri,
+            backend=args.backend, milvus_uri=args.milvus_uri, runner=make_runner(args),
             embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
         )
         _report(rep)
     elif action == "add":
         rep = builder.add_to_index(
             args.index, args.specs, model=args.model, batch_size=args.batch_size, workers=args.workers,
-            progress=not args.no_progress, dataset_opts=opts,
+            progress=not args.no_progress, dataset_opts=opts, runner=make_runner(args),
             embedder=(builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size)
                       if args.model else None),
         )
