@@ -50,7 +50,9 @@ def plan_pool(resources: dict[str, float], max_actors: int | None = None) -> Poo
 
     With GPUs: one actor per GPU (1 CPU each, for feeding it), the other CPUs read. Without: half
     the CPUs (at least one actor) run actors of 1 CPU, the other half reads; below 2 CPUs, an actor
-    and a read task share the one CPU (fractional requests), never asking for more than exists.
+    and read tasks share the one CPU (fractional requests), never asking for more than exists.
+    Read tasks never ask for what an actor asks: equal requests let Ray fuse the reads into the
+    actors, which then read and embed in turn while the CPUs meant for reading sit idle.
     """
     cpus = float(resources.get("CPU", 0.0))
     gpus = int(resources.get("GPU", 0.0))
@@ -59,13 +61,15 @@ def plan_pool(resources: dict[str, float], max_actors: int | None = None) -> Poo
     if gpus > 0:
         actors = gpus if max_actors is None else max(1, min(gpus, max_actors))
         actor_cpus = 1.0 if cpus >= actors + 1 else max(0.1, cpus / (2 * actors))
-        return PoolPlan(actors, actor_cpus, 1.0, min(1.0, max(0.1, cpus - actors * actor_cpus)))
+        return PoolPlan(actors, actor_cpus, 1.0, min(0.5, max(0.1, (cpus - actors * actor_cpus) / 2)))
     if cpus < 2:
-        return PoolPlan(1, cpus / 2, 0.0, cpus / 2)
+        return PoolPlan(1, cpus / 2, 0.0, cpus / 4)
     actors = max(1, int(cpus // 2))
     if max_actors is not None:
         actors = max(1, min(actors, max_actors))
-    return PoolPlan(actors, 1.0, 0.0, 1.0)
+    # Half a CPU per read task: two reads share each CPU left to reading (decoding waits on I/O too),
+    # and a request unlike the actors' keeps Ray from fusing the reads into the actors.
+    return PoolPlan(actors, 1.0, 0.0, 0.5)
 
 
 class _MapActor:
@@ -153,7 +157,7 @@ class RayRunner:
             ds = ds.map_batches(
                 _MapActor, fn_constructor_kwargs={"mapper": mapper, "threads": max(1, int(plan.actor_cpus)),
                                                   "keep_images": self.keep_images or mapper is None},
-                batch_size=self.batch_size, batch_format="numpy", concurrency=plan.actors, **remote,
+                batch_size=self.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors), **remote,
             )
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 errors = np.asarray(batch.pop("error")).astype(str)

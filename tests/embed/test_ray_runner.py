@@ -47,13 +47,13 @@ def embedder(tmp_path_factory):
 
 
 def test_pool_is_sized_from_the_cluster():
-    assert plan_pool({"CPU": 2.0}) == PoolPlan(1, 1.0, 0.0, 1.0)  # one actor, one CPU left for reading
+    assert plan_pool({"CPU": 2.0}) == PoolPlan(1, 1.0, 0.0, 0.5)  # one actor, one CPU left for reading
     one = plan_pool({"CPU": 1.0})
     assert one.actors == 1 and one.actor_cpus + one.read_cpus <= 1.0
-    assert plan_pool({"CPU": 16.0}) == PoolPlan(8, 1.0, 0.0, 1.0)
+    assert plan_pool({"CPU": 16.0}) == PoolPlan(8, 1.0, 0.0, 0.5)
     assert plan_pool({"CPU": 16.0}, max_actors=3).actors == 3
     gpu = plan_pool({"CPU": 16.0, "GPU": 4.0})
-    assert (gpu.actors, gpu.actor_gpus, gpu.actor_cpus) == (4, 1.0, 1.0) and gpu.read_cpus <= 12
+    assert (gpu.actors, gpu.actor_gpus, gpu.actor_cpus) == (4, 1.0, 1.0) and 0 < gpu.read_cpus <= 0.5
 
 
 def test_ray_gives_the_local_vectors_rows_and_skips(local_ray, inputs, embedder):
