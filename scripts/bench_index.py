@@ -130,6 +130,60 @@ def run_milvus(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np
     return row
 
 
+def bench_gpu(n: int, dim: int, types: list[str], queries: int, nprobes: list[int], on_cpu: bool) -> list[dict]:
+    """FAISS on a GPU: build, and search in batches of ``queries`` (time per query = batch time / batch size),
+    recall@10 against exact GPU search. ``on_cpu`` runs the same steps with CPU classes (the dry run)."""
+    import faiss
+
+    from index.selection import ivf_nlist, pq_m
+
+    res = None if on_cpu else faiss.StandardGpuResources()
+
+    def make(kind: str, nlist: int) -> object:
+        if kind == "flat":
+            return faiss.IndexFlatIP(dim) if on_cpu else faiss.GpuIndexFlatIP(res, dim)
+        if kind == "ivf":
+            if on_cpu:
+                return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            return faiss.GpuIndexIVFFlat(res, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if on_cpu:
+            return faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+        return faiss.GpuIndexIVFPQ(res, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+
+    t = time.perf_counter()
+    centers = max(100, n // 500)
+    x = clustered(n, dim, 0, centers)
+    q = clustered(queries, dim, 1, centers)
+    print(f"# gpu n={n}: data {time.perf_counter() - t:.1f} s", flush=True)
+    rows, truth = [], None
+    for kind in ["flat"] + [k for k in types if k != "flat"]:
+        nlist = ivf_nlist(n)
+        index = make(kind, nlist)
+        t = time.perf_counter()
+        if kind != "flat":
+            sample = x[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+            index.train(sample)
+        for s in range(0, n, 1_000_000):
+            index.add(x[s:s + 1_000_000])
+        build_s = time.perf_counter() - t
+        for nprobe in ([None] if kind == "flat" else [p for p in nprobes if p <= nlist]):
+            if nprobe is not None:
+                index.nprobe = nprobe
+            index.search(q[: min(10, queries)], 10)  # warm-up
+            t = time.perf_counter()
+            _, got = index.search(q, 10)
+            per_query_ms = (time.perf_counter() - t) * 1000 / len(q)
+            if kind == "flat":
+                truth = got
+            row = {"n": n, "type": f"{'cpu' if on_cpu else 'gpu'}-{kind}", "nlist": None if kind == "flat" else nlist,
+                   "nprobe": nprobe, "build_s": round(build_s, 2), "batch": len(q),
+                   "ms_per_query": round(per_query_ms, 4), "recall_at_10": round(recall(got, truth), 4)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        del index
+    return rows
+
+
 def bench_engine(n: int, dim: int, queries: int) -> list[dict]:
     """End-to-end SearchEngine.search(case id) latency on a synthetic index folder with n cases:
     unfiltered, a broad filter (view PA, ~1/2), a rare one (finding present in ~1 %), same patient."""
@@ -201,6 +255,10 @@ def main() -> None:
     ap.add_argument("--milvus-uri", default=None,
                     help="Milvus for --milvus: a Lite .db file (default: a temporary one) or http://host:19530")
     ap.add_argument("--milvus-single", type=int, default=50, help="single Milvus queries timed one by one")
+    ap.add_argument("--gpu", action="store_true",
+                    help="FAISS on the GPU instead (faiss-gpu): flat plus --types ivf/ivfpq at --sizes, "
+                    "--queries per batch; scripts/gpu_check.sh runs it at 10^6 and 10^7")
+    ap.add_argument("--gpu-on-cpu", action="store_true", help="with --gpu: the same steps on CPU classes (dry run)")
     ap.add_argument("--out", type=Path, default=None, help="write all rows as JSON here")
     args = ap.parse_args()
 
@@ -210,6 +268,22 @@ def main() -> None:
 
     faiss.omp_set_num_threads(args.threads or search_threads())
     print(f"# faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs", flush=True)
+    if args.gpu:
+        if not args.gpu_on_cpu and faiss.get_num_gpus() == 0:
+            raise SystemExit("--gpu needs faiss-gpu and a visible CUDA GPU (pip install 'cxr-search[gpu]'); "
+                             "--gpu-on-cpu runs the same steps on the CPU")
+        if args.gpu_on_cpu:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
+        gpu_rows = [r for n in args.sizes for r in bench_gpu(n, args.dim, args.types, args.queries, args.nprobe,
+                                                               args.gpu_on_cpu)]
+        if args.out:
+            args.out.write_text(json.dumps(gpu_rows, indent=1))
+        print("\n| N | type | nlist | nprobe | build s | batch | ms/query | recall@10 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in gpu_rows:
+            print(f"| {r['n']:,} | {r['type']} | {r['nlist'] or ''} | {r['nprobe'] or ''} | {r['build_s']} | "
+                  f"{r['batch']} | {r['ms_per_query']} | {r['recall_at_10']} |")
+        return
     all_rows: list[dict] = []
     for n in args.sizes:
         centers = max(100, n // 500)
