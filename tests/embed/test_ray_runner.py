@@ -96,11 +96,10 @@ def test_a_killed_actor_is_restarted_and_the_job_finishes(local_ray, inputs, emb
 
 
 def test_cli_runner_ray_writes_what_local_writes(local_ray, inputs, tmp_path, capsys):
-    """`cxr embed --runner ray` and `cxr index build --runner ray` (joining the running Ray) = the local runner."""
+    """`cxr index build --runner ray` (joining the running Ray) writes the local runner's index."""
     import shutil
 
     from cli.main import main
-    from embed.export import read_features
     from index.vectors import VectorTable
 
     root = tmp_path / "imgs" / "Normal"
@@ -112,13 +111,11 @@ def test_cli_runner_ray_writes_what_local_writes(local_ray, inputs, tmp_path, ca
     spec = f"imagefolder:{tmp_path / 'imgs'}"
     common = ["--model", str(ckpt), "--batch-size", "4", "--no-progress"]
     for runner in ("local", "ray"):
-        assert main(["embed", spec, *common, "--runner", runner, "--out", str(tmp_path / f"{runner}.parquet")]) == 0
         assert main(["index", "build", spec, *common, "--workers", "0", "--runner", runner,
                      "--out", str(tmp_path / f"idx_{runner}")]) == 0
     out = capsys.readouterr().out
-    assert "skipped 1 unreadable" in out  # broken.png, reported by both runners
-    (df_l, e_l), (df_r, e_r) = read_features(tmp_path / "local.parquet"), read_features(tmp_path / "ray.parquet")
-    assert df_l["case_id"].tolist() == df_r["case_id"].tolist() and float(np.abs(e_l - e_r).max()) <= 1e-5
+    assert out.count("1 unreadable") == 2  # broken.png, reported by both runners
     v_l, v_r = VectorTable(tmp_path / "idx_local"), VectorTable(tmp_path / "idx_ray")
     assert v_l.ids.tolist() == v_r.ids.tolist() and float(np.abs(v_l.vectors - v_r.vectors).max()) <= 1e-5
+    # `cxr embed` takes the same flags (one job is enough here: each Ray job costs tens of seconds on 2 cores).
     assert main(["embed", spec, *common, "--ray-address", "auto", "--out", str(tmp_path / "x.parquet")]) == 2
