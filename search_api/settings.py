@@ -50,6 +50,7 @@ class APISettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: str = ""
     engine_threads: int | None = Field(None, ge=1, description="concurrent engine calls (default: CPU count)")
+    body_timeout_s: float = Field(30.0, gt=0, description="an upload that sends nothing for this long gets 408")
 
     def resolved_keys(self) -> list[str]:
         """Keys from the variable and the key file (one per line, '#' comments)."""
