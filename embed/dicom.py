@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from embed.errors import ImageReadError, TruncatedImageError, UnsupportedImageError
-from embed.image import check_pixel_count
+from embed.limits import check_pixel_count
 
 log = logging.getLogger(__name__)
 
