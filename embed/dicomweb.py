@@ -31,6 +31,8 @@ INSTALL = "pip install 'cxr-search[pacs]'"
 #: Radiograph modalities searched by default: computed and digital radiography.
 DEFAULT_MODALITIES: tuple[str, ...] = ("CR", "DX")
 _PAGE = 500
+#: Body parts (DICOM CID 4031 code strings) that are a chest radiograph; an empty one is given the benefit of doubt.
+CHEST_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "RIBS", "CHEST_TO_PELVIS", "CHESTABDOMEN", "CHEST_ABDOMEN"})
 
 
 class PacsError(CXRError):
@@ -96,6 +98,7 @@ class InstanceRef:
     sop: str
     sop_class: str | None = None
     study_date: str | None = None
+    view: str | None = None
 
     @property
     def key(self) -> str:
@@ -183,12 +186,13 @@ def find_instances(client: PacsClient, *, modalities: Iterable[str] = DEFAULT_MO
         if series:
             filters["SeriesInstanceUID"] = series
         items = _pacs_call("search instances (QIDO-RS)", lambda f=filters: client.dw.search_for_instances(
-            study_instance_uid=study, search_filters=f, fields=["StudyDate", "SOPClassUID"], limit=_PAGE,
+            study_instance_uid=study, search_filters=f, fields=["StudyDate", "SOPClassUID", "ViewPosition"], limit=_PAGE,
             get_remaining=True))
         for item in items:
             st, se, sop = _value(item, "0020000D"), _value(item, "0020000E"), _value(item, "00080018")
             if st and se and sop and sop not in found:
-                found[sop] = InstanceRef(st, se, sop, _value(item, "00080016"), _value(item, "00080020"))
+                found[sop] = InstanceRef(st, se, sop, _value(item, "00080016"), _value(item, "00080020"),
+                                         _value(item, "00185101"))
     return sorted(found.values(), key=lambda r: (r.study_date or "", r.key))
 
 
@@ -278,3 +282,88 @@ def fetch_instances(client: PacsClient, refs: list[InstanceRef], folder: Path, *
         if on_fetched is not None:
             on_fetched(report.fetched)
     return report
+
+
+_VIEW_PREFERENCE = {"PA": 0, "AP": 1}
+
+
+def find_query_instance(client: PacsClient, *, study: str | None = None, series: str | None = None,
+                        modalities: Iterable[str] = DEFAULT_MODALITIES) -> InstanceRef:
+    """The radiograph to search with in a study (or series): a PA, else an AP, else the first frontal-or-not."""
+    if not study and not series:
+        raise DatasetError("name the study (--study UID) or the series (--series UID) to search with")
+    refs = find_instances(client, modalities=modalities, study=study, series=series)
+    if not refs:
+        raise PacsNotFoundError(f"the PACS holds no {'/'.join(modalities)} image in that "
+                                f"{'series' if series else 'study'}")
+    return min(refs, key=lambda r: (_VIEW_PREFERENCE.get((r.view or "").upper(), 2), r.key))
+
+
+def store_instance(client: PacsClient, ds: Any) -> None:
+    """STOW-RS one data set to this client's PACS (the only PACS a result may go to)."""
+    _pacs_call("store a document (STOW-RS)", lambda: client.dw.store_instances([ds]))
+    log.info("stored %s %s in PACS %s", ds.get("Modality", "object"), uid_key(str(ds.SOPInstanceUID)), client.key)
+
+
+def recent_studies(client: PacsClient, *, limit: int = 20, modalities: Iterable[str] = DEFAULT_MODALITIES,
+                   scan: int = 200) -> list[dict[str, Any]]:
+    """The most recent chest radiograph studies, de-identified: a handle (keyed hash), modalities, sex, age.
+
+    Neither UIDs nor dates nor names are returned: a study is picked by its handle
+    (:func:`resolve_study`), which only this installation's key can produce.
+    """
+    studies: dict[str, dict[str, Any]] = {}
+    for modality in modalities:
+        items = _pacs_call("search studies (QIDO-RS)", lambda m=modality: client.dw.search_for_studies(
+            search_filters={"ModalitiesInStudy": m.upper()}, limit=scan,
+            fields=["StudyDate", "StudyTime", "PatientSex", "PatientAge", "NumberOfStudyRelatedInstances",
+                    "ModalitiesInStudy"]))
+        for item in items:
+            uid = _value(item, "0020000D")
+            if uid and uid not in studies:
+                studies[uid] = item
+    order = sorted(studies, key=lambda u: (_value(studies[u], "00080020") or "", _value(studies[u], "00080030")
+                                           or ""), reverse=True)
+    from embed.deid import parse_age
+
+    out = []
+    for uid in order:
+        if len(out) == limit:
+            break
+        if not _is_chest_study(client, uid):
+            continue
+        item = studies[uid]
+        sex = _value(item, "00100040")
+        mods = item.get("00080061", {}).get("Value") or []
+        n = _value(item, "00201208")
+        out.append({"handle": uid_key(uid), "rank": len(out) + 1,
+                    "modalities": sorted({str(m) for m in mods if str(m) in {"CR", "DX", "DR"}}),
+                    "sex": sex if sex in ("M", "F") else None, "age": parse_age(_value(item, "00101010")),
+                    "instances": int(n) if n and str(n).isdigit() else None})
+    return out
+
+
+def _is_chest_study(client: PacsClient, study: str) -> bool:
+    """A study is a chest study when one of its series says so, or none names another body part."""
+    series = _pacs_call("search series (QIDO-RS)", lambda: client.dw.search_for_series(
+        study_instance_uid=study, fields=["BodyPartExamined"]))
+    parts = {(_value(s, "00180015") or "").upper().strip() for s in series}
+    return bool(parts & CHEST_PARTS) or parts <= {""}
+
+
+def resolve_study(client: PacsClient, handle: str, *, scan: int = 200) -> str:
+    """The Study Instance UID behind a handle from :func:`recent_studies`."""
+    for modality in DEFAULT_MODALITIES:
+        items = _pacs_call("search studies (QIDO-RS)", lambda m=modality: client.dw.search_for_studies(
+            search_filters={"ModalitiesInStudy": m}, limit=scan))
+        for item in items:
+            uid = _value(item, "0020000D")
+            if uid and uid_key(uid) == handle:
+                return uid
+    raise PacsNotFoundError("no recent radiograph study of the PACS has that handle (list them again)")
+
+
+def fetch_query(client: PacsClient, *, study: str | None = None, series: str | None = None) -> tuple[InstanceRef, bytes]:
+    """WADO-RS the radiograph to search with (see :func:`find_query_instance`): its ref and its bytes."""
+    ref = find_query_instance(client, study=study, series=series)
+    return ref, retrieve_bytes(client, ref)

@@ -27,8 +27,6 @@ from embed.datasets.dicom import NOT_RADIOGRAPHS
 log = logging.getLogger(__name__)
 
 SOURCE = "dicomweb"
-#: Body parts (DICOM CID 4031 code strings) that are a chest radiograph; an empty one is given the benefit of doubt.
-CHEST_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "RIBS", "CHEST_TO_PELVIS", "CHESTABDOMEN", "CHEST_ABDOMEN"})
 
 
 def case_id_for(url: str, sop_uid: str) -> str:
@@ -52,7 +50,8 @@ def read_dicomweb(url: str, *, modality: str = "CR,DX", body_part: str | None = 
     import pydicom
 
     from embed.deid import deidentify_dataset, patient_key, study_date
-    from embed.dicomweb import PacsAuth, cache_dir, connect, fetch_instances, find_instances, normalize_url
+    from embed.dicomweb import (CHEST_PARTS, PacsAuth, cache_dir, connect, fetch_instances, find_instances,
+                                normalize_url)
 
     url = normalize_url(url)
     client = connect(url, PacsAuth.from_options(dicomweb_auth, dicomweb_token))

@@ -20,6 +20,7 @@ from tests.pacs.films import Film, covid_films
 from tests.pacs.orthanc import Orthanc, dicomweb_plugin, orthanc_binary, start_orthanc
 
 N_FILMS = 10
+N_LABELLED = 30
 PSEUDONYM_KEY = "test-key-not-secret"
 
 
@@ -75,10 +76,15 @@ def pacs(tmp_path_factory, pacs_env) -> Iterator[Pacs]:
 
 @pytest.fixture(scope="session")
 def pacs_index(pacs, tmp_path_factory):
-    """An index of the whole PACS over DICOMweb, with the released model: (BuildReport, folder)."""
+    """The whole PACS indexed over DICOMweb plus 30 labelled covid-chestxray files (for a vote and outcomes),
+    with the released model: (BuildReport, folder)."""
+    from embed.datasets import load_dataset
     from index.builder import build_index
 
+    covid = load_dataset(f"covid-chestxray:{shared_data_dir() / 'covid-chestxray-dataset'}").records
+    labelled = [r for r in covid if r.prognosis.get("survival") is not None][:N_LABELLED]
+    pacs_records = load_dataset(f"dicomweb:{pacs.url}", dicomweb_auth=pacs.auth, progress=False)
     out = tmp_path_factory.mktemp("pacs_index") / "idx"
-    report = build_index([f"dicomweb:{pacs.url}"], out, workers=0, progress=False,
-                         dataset_opts={"dicomweb_auth": pacs.auth, "progress": False})
+    report = build_index(pacs_records.records + labelled, out, workers=0, progress=False)
+    report.skipped_rows = pacs_records.skipped_counts()
     return report, out

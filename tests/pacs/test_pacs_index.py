@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from tests.pacs.conftest import N_LABELLED
 
 pytestmark = pytest.mark.pacs
 
@@ -24,7 +25,7 @@ def _identifiers(pacs) -> list[str]:
 def test_index_over_dicomweb_keeps_no_identifier(pacs, pacs_index, caplog):
     report, out = pacs_index
     # every generated chest film and the shared chest radiographs; the hip CR is reported, not indexed
-    assert report.added == len(pacs.films) + 7
+    assert report.added == len(pacs.films) + 7 + N_LABELLED
     assert report.skipped_rows == {"not a chest (body part HIP)": 1}
     dump = "\n".join(sqlite3.connect(out / "store.sqlite").iterdump())
     for text in _identifiers(pacs):
@@ -39,7 +40,7 @@ def test_second_run_adds_nothing_and_fetches_nothing(pacs, pacs_index, tmp_path,
     assert main(["index", "add", "--index", str(out), "--workers", "0", "--no-progress",
                  "--dicomweb-auth", pacs.auth, spec]) == 0
     text = capsys.readouterr().out
-    assert "0 added" in text and f"{len(pacs.films) + 7} cases" in text
+    assert "0 added" in text and f"{len(pacs.films) + 7 + N_LABELLED} cases" in text
     assert "already in the index" in text
     logged = caplog.text
     assert "0 fetched now" in logged
