@@ -88,3 +88,19 @@ def pacs_index(pacs, tmp_path_factory):
     report = build_index(pacs_records.records + labelled, out, workers=0, progress=False)
     report.skipped_rows = pacs_records.skipped_counts()
     return report, out
+
+
+@pytest.fixture(scope="session")
+def engine(pacs_index):
+    from index.engine import SearchEngine
+
+    eng = SearchEngine.open(pacs_index[1])
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def client(pacs):
+    from embed.dicomweb import PacsAuth, connect
+
+    return connect(pacs.url, PacsAuth(basic=pacs.auth))

@@ -15,22 +15,6 @@ pytestmark = pytest.mark.pacs
 KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
-@pytest.fixture(scope="module")
-def engine(pacs_index):
-    from index.engine import SearchEngine
-
-    eng = SearchEngine.open(pacs_index[1])
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def client(pacs):
-    from embed.dicomweb import PacsAuth, connect
-
-    return connect(pacs.url, PacsAuth(basic=pacs.auth))
-
-
 def _ids(result) -> list[tuple[int, float]]:
     return [(h.case.id, round(h.similarity, 5)) for h in result.hits]
 
