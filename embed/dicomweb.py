@@ -125,8 +125,10 @@ def connect(url: str, auth: PacsAuth | None = None, timeout: float = 60.0) -> Pa
     import requests
     from dicomweb_client import DICOMwebClient
 
-    # dicomweb-client logs every UID it requests at INFO: keep it to warnings (UIDs never reach the logs).
+    # dicomweb-client logs every UID it requests at INFO, urllib3 every request line at DEBUG (even with
+    # `cxr -v`): keep both above that, so UIDs never reach the logs.
     logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
     auth = auth or PacsAuth()
     session = requests.Session()
     if auth.basic:

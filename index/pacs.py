@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from embed.dicomweb import PacsClient, fetch_query, find_instances, store_instance, uid_key
@@ -47,7 +48,7 @@ def pacs_neighbours(engine: Any, client: PacsClient, hits: list[Any]) -> list[Ne
             continue
         path = engine.store.image_path(case.id)
         try:
-            ds = _header(open(path, "rb").read()) if path else None
+            ds = _header(Path(path).read_bytes()) if path else None
         except OSError:
             ds = None
         if ds is None or "SOPInstanceUID" not in ds:

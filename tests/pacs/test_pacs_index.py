@@ -35,9 +35,9 @@ def test_index_over_dicomweb_keeps_no_identifier(pacs, pacs_index, caplog):
 
 def test_second_run_adds_nothing_and_fetches_nothing(pacs, pacs_index, tmp_path, capsys, caplog):
     _, out = pacs_index
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)  # as with `cxr -v`: not even debug lines name a UID
     spec = f"dicomweb:{pacs.url}"
-    assert main(["index", "add", "--index", str(out), "--workers", "0", "--no-progress",
+    assert main(["-v", "index", "add", "--index", str(out), "--workers", "0", "--no-progress",
                  "--dicomweb-auth", pacs.auth, spec]) == 0
     text = capsys.readouterr().out
     assert "0 added" in text and f"{len(pacs.films) + 7 + N_LABELLED} cases" in text
