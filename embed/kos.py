@@ -52,9 +52,9 @@ def describe(vote: dict[str, float], prognosis: dict[str, Any], n_hits: int, n_r
         known = getattr(o, "known", None) if not isinstance(o, dict) else o.get("known")
         positive = getattr(o, "positive", None) if not isinstance(o, dict) else o.get("positive")
         if known:
-            outcomes.append(f"{name} {positive}/{known} patients")
+            outcomes.append(f"{name} {positive} of {known} known")
     if outcomes:
-        lines.append("Outcomes among the neighbours' patients: " + ", ".join(outcomes) + ".")
+        lines.append("Outcomes among the neighbours: " + ", ".join(outcomes) + ".")
     text = " ".join(lines)
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
