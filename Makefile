@@ -31,7 +31,9 @@ pacs:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) ; } || \
 	  echo "note: Orthanc could not be installed; the PACS tests will skip"
 
+# lint-imports first: the package layers and the no-cycle contracts of pyproject.toml ([tool.importlinter]).
 test: install browser pacs
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:
