@@ -40,7 +40,7 @@ def brute_force(index_dir, q: np.ndarray, allowed: set[int], k: int) -> list[int
 
 def test_filters_become_milvus_expressions():
     assert filters_to_milvus(None) == "" and filters_to_milvus(SearchFilters()) == ""
-    expr = filters_to_milvus(SearchFilters(view=["PA", "ap"], sex="f", age_min=30, age_max=40.5,
+    expr = filters_to_milvus(SearchFilters(view=["PA", "ap"], sex="F", age_min=30, age_max=40.5,
                                            source=["Kermany"], finding=["Pneumonia", "COVID-19"]))
     assert expr == ('view in ["pa", "ap"] and sex == "f" and age >= 0.0 and age >= 30.0 and age <= 40.5 '
                     'and source in ["kermany"] and array_contains_any(findings, ["pneumonia", "covid-19"])')
