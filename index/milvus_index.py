@@ -11,6 +11,9 @@ down into the vector search, so k hits come back whenever k cases match.
 time) or ``http://host:19530`` (Milvus standalone or cluster: several writers, replicas).
 Every build or rebuild writes a new collection ``cxr_<hex>`` and the manifest names it, so the
 folder swap switches collections atomically; the replaced collection is dropped after the swap.
+Consistency level "Strong": every search sees every insert and delete before it. On the Milvus
+2.3 standalone it costs a time tick (~200 ms) per search whatever the index (docs/benchmarks.md);
+"Session" was tried and returned too few hits right after a delete on that server, so it stays.
 """
 
 from __future__ import annotations
