@@ -22,7 +22,7 @@ from embed.errors import CXRError
 from search_api.audit import AuditMiddleware
 from search_api.errors import install_error_handlers, redact_paths
 from search_api.openapi import install_openapi
-from search_api.routes import cases, health, search, stats
+from search_api.routes import cases, health, pacs, search, stats
 from search_api.security import check_bind_policy, require_api_key
 from search_api.settings import APISettings, get_api_settings
 
@@ -125,7 +125,7 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     install_openapi(app, settings)
     app.include_router(health.router)
     v1 = [Depends(require_api_key)]
-    for module in (stats, search):
+    for module in (stats, search, pacs):
         app.include_router(module.router, prefix="/v1", dependencies=v1)
     app.include_router(cases.router, prefix="/v1", dependencies=v1)
 
