@@ -132,12 +132,8 @@ def _new_cases(
     for p, reason in out.failures:
         report.unreadable.append((chosen[todo[p]][0].case_id, reason))
     cases = [
-        StoredCase(
-            id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
-            patient=rec.patient, view=rec.view, sex=rec.sex, age=rec.age, day_offset=rec.day_offset,
-            findings=list(rec.findings), prognosis=dict(rec.prognosis), licence=rec.licence,
-            extra=_public_extra(dict(rec.extra)),
-        )
+        StoredCase(id=cid, sha256=sha, image_path=str(rec.image_path), ref=rec.case_id,
+                   **{**rec.case_fields(), "extra": _public_extra(rec.extra)})
         for (rec, sha, cid), good in zip(chosen, ok) if good
     ]
     return cases, vectors[ok]

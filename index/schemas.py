@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from embed.cases import CaseFields
 
 
 class SearchFilters(BaseModel):
@@ -59,21 +61,16 @@ class SearchFilters(BaseModel):
         return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
-class CaseRow(BaseModel):
-    """One indexed case as returned to clients (pseudonymous; no file location)."""
+class _Identified(BaseModel):
+    """The index's own keys of a case (listed first in the API's JSON)."""
 
     id: int
     sha256: str
-    source: str
-    patient: str | None = None
-    view: str | None = None
-    sex: str | None = None
-    age: float | None = None
-    day_offset: float | None = None
-    findings: list[str] = Field(default_factory=list)
-    prognosis: dict[str, bool | None] = Field(default_factory=dict)
-    licence: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseRow(CaseFields, _Identified):
+    """One indexed case as returned to clients: :class:`embed.cases.CaseFields` with the index
+    id and content hash (pseudonymous; no file location)."""
 
 
 class Hit(BaseModel):
