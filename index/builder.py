@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, 
 from index.selection import IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
 from index.vectors import VectorTable, save_vectors
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.inference import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class BuildReport:
                 f"{self.index_type} index ({self.reason}); {self.seconds:.1f} s")
 
 
-def open_embedder(model: str | Path | None = None, device: str | None = None, batch_size: int = 32) -> Any:
+def open_embedder(model: str | Path | None = None, device: str | None = None, batch_size: int = 32) -> Embedder:
     """An Embedder for ``model``, or for the released model when none is given."""
     from embed.inference import Embedder
 
@@ -81,7 +84,7 @@ def _load_records(datasets: Sequence[Any], report: BuildReport, dataset_opts: di
 
 def _new_cases(
     records: list[Any],
-    embedder: Any,
+    embedder: Embedder,
     report: BuildReport,
     *,
     known: dict[str, int],
@@ -172,7 +175,7 @@ def build_index(
     out: str | Path,
     *,
     model: str | Path | None = None,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     index_type: str = "auto",
     batch_size: int = 32,
     workers: int | None = None,
@@ -248,7 +251,7 @@ def add_to_index(
     datasets: Sequence[Any],
     *,
     model: str | Path | None = None,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,

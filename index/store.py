@@ -20,7 +20,7 @@ import numpy as np
 
 from embed.cases import CaseFields, field_kind, is_required
 from embed.errors import IndexStateError
-from index.filters import filters_to_sql
+from index.filters import FilterColumns, filters_to_sql
 from index.schemas import CaseRow, SearchFilters
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class MetadataStore(Protocol):
     def sha_to_id_one(self, sha: str) -> int | None: ...
     def all_ids(self, include_deleted: bool = False) -> np.ndarray: ...
     def existing_ids(self, ids: Iterable[int]) -> np.ndarray: ...
-    def filter_columns(self) -> Any: ...
+    def filter_columns(self) -> FilterColumns: ...
     def backup_to(self, dest: str | Path) -> MetadataStore: ...
     def image_path(self, case_id: int) -> str | None: ...
     def ids_matching(self, filters: SearchFilters | None) -> np.ndarray: ...
@@ -329,14 +329,8 @@ class SQLiteStore:
             "by_finding": findings,
         }
 
-    def filter_columns(self) -> Any:
+    def filter_columns(self) -> FilterColumns:
         """The filterable fields of every case, as an in-memory :class:`index.filters.FilterColumns`."""
-        from index.filters import FilterColumns
-
         conn = self._conn()
         return FilterColumns(conn.execute("SELECT id, view, sex, age, source, deleted FROM cases"),
                              conn.execute("SELECT case_id, finding FROM case_findings"))
-
-    def iter_rows_internal(self) -> list[tuple[int, str, str]]:
-        """(id, sha256, image_path) of every case, deleted included: for rebuilds."""
-        return list(self._conn().execute("SELECT id, sha256, image_path FROM cases ORDER BY id"))

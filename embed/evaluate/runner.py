@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from embed.errors import CXRError
 from embed import metrics as M
 from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION, labelled_split, patient_key, split_fingerprint
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.datasets.base import CaseRecord
+    from embed.inference import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
 
 
 def embed_all(
-    embedder: Any, records: Sequence[Any], *, methods: Sequence[str] = METHODS, batch_size: int = 32,
+    embedder: Embedder, records: Sequence[CaseRecord], *, methods: Sequence[str] = METHODS, batch_size: int = 32,
     workers: int = 0, progress: bool = True,
 ) -> tuple[list[int], dict[str, np.ndarray], list[tuple[str, str]]]:
     """One pass over the images: (kept indices, {method: features [N, D_m]}, skipped)."""
