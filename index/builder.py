@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embed.errors import IndexStateError
-from index.embedding import embed_paths, hash_files
+from embed.pipeline import embed_paths
+from index.embedding import hash_files
 from index.faiss_index import VectorIndex
 from index.layout import disk_size, staging
 from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
@@ -132,8 +133,8 @@ def _new_cases(
     for p, vec in zip(out.positions, out.vectors):
         vectors[todo[p]] = vec
         ok[todo[p]] = True
-    for p, reason in out.failures:
-        report.unreadable.append((chosen[todo[p]][0].case_id, reason))
+    for f in out.failures:
+        report.unreadable.append((chosen[todo[f.pos]][0].case_id, f.reason))
     cases = [
         StoredCase(id=cid, sha256=sha, image_path=str(rec.image_path), ref=rec.case_id,
                    **{**rec.case_fields(), "extra": _public_extra(rec.extra)})

@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -122,26 +122,32 @@ def embed_all(
     embedder: Embedder, records: Sequence[CaseRecord], *, methods: Sequence[str] = METHODS, batch_size: int = 32,
     workers: int = 0, progress: bool = True,
 ) -> tuple[list[int], dict[str, np.ndarray], list[tuple[str, str]]]:
-    """One pass over the images: (kept indices, {method: features [N, D_m]}, skipped)."""
-    from embed.evaluate.baselines import thumbnail_features, untrained_embedder
-    from embed.export import BatchStream
+    """One pass of the embedding pipeline over the images: (kept indices, {method: features [N, D_m]}, skipped).
 
-    untrained = untrained_embedder(embedder) if "untrained" in methods else None
-    stream = BatchStream(records, embedder.std_cfg, batch_size, workers, progress, desc="evaluate")
-    kept: list[int] = []
-    feats: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    for u8, idx in stream:
-        x = u8.astype(np.float32) / 255.0
-        if "model" in methods:
-            feats["model"].append(embedder.embed_batch(x)[0])
-        if untrained is not None:
-            feats["untrained"].append(untrained.embed_batch(x)[0])
-        if "pixels" in methods:
-            feats["pixels"].append(thumbnail_features(x))
-        kept.extend(idx)
-    if not kept:
+    Every method is a mapper of the same batches (the model, the untrained twin, the pixel
+    thumbnails), so all of them see exactly the same images.
+    """
+    from embed.evaluate.baselines import thumbnail_features, untrained_embedder
+    from embed.pipeline import Batch, Collector, EmbedMapper, LocalRunner, Mapper, chain, run_pipeline
+
+    def pixels(batch: Batch) -> Batch:
+        return {**batch, "pixels": thumbnail_features(batch["image"].astype(np.float32) / 255.0)}
+
+    mappers: list[Mapper] = []
+    if "model" in methods:
+        mappers.append(EmbedMapper(embedder, "model"))
+    if "untrained" in methods:
+        mappers.append(EmbedMapper(untrained_embedder(embedder), "untrained"))
+    if "pixels" in methods:
+        mappers.append(pixels)
+    sink = Collector(("pos", *methods))
+    report = run_pipeline([r.image_path for r in records], embedder.std_cfg, chain(*mappers), sink,
+                          runner=LocalRunner(batch_size, workers), progress=progress, desc="evaluate")
+    cols = sink.result()
+    if "pos" not in cols:
         raise CXRError("none of the images could be read; check the dataset paths")
-    return kept, {m: np.concatenate(v) for m, v in feats.items()}, stream.skipped
+    skipped = [(records[f.pos].case_id, f.reason) for f in report.failures]
+    return cols["pos"].tolist(), {m: cols[m] for m in methods}, skipped
 
 
 def _groups(records: Sequence[Any]) -> list[str]:

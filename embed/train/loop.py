@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     from embed.datasets import load_datasets
     from embed.labels import build_vocab, label_of
     from embed.standardize import StandardizeConfig
-    from embed.torchdata import CaseImageDataset
+    from embed.train.dataset import CaseImageDataset
     from embed.train.augment import AugmentConfig, RadiographAugment
     from embed.split import labelled_split
 
@@ -78,7 +78,7 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     aug = RadiographAugment(AugmentConfig(**cfg.augment))
     train_ds = CaseImageDataset([records[i] for i in train_idx], std_cfg, transform=aug, in_memory=True,
                                 progress=progress)
-    val_ds = CaseImageDataset([records[i] for i in val_idx], std_cfg, in_memory=True, progress=progress)
+    val_ds = CaseImageDataset([records[i] for i in val_idx], std_cfg, progress=progress)  # validate() re-reads
     # dataset item indices are into the records each was given: keep the map to the global list
     train_ds.global_of, val_ds.global_of = train_idx, val_idx
     train_ds.global_index = [train_idx[i] for i in train_ds.kept]  # per dataset position
@@ -106,17 +106,21 @@ def _loader(ds, batch_size: int, cfg: TrainConfig, sampler=None, shuffle=False):
     )
 
 
-def validate(model, data: RunData, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """Validation metrics on the patient-disjoint split."""
+def validate(model: torch.nn.Module, data: RunData, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Validation metrics on the patient-disjoint split, embedded by the one pipeline (as `cxr embed` does)."""
+    from embed.inference import Embedder
+    from embed.pipeline import embed_paths
     from embed.split import patient_key
-    from embed.train.validate import embed_loader, validation_metrics
+    from embed.train.validate import validation_metrics
 
-    emb, local = embed_loader(model, _loader(data.val_ds, 64, cfg), device)
-    gidx = [data.val_ds.global_of[i] for i in local]
+    val = [data.records[i] for i in data.val_ds.global_index]
+    out = embed_paths(Embedder(model, data.std_cfg, device=device), [r.image_path for r in val], batch_size=64,
+                      workers=cfg.num_workers, progress=False, desc="validate")
+    gidx = [data.val_ds.global_index[p] for p in out.positions]
     recs = [data.records[i] for i in gidx]
     return validation_metrics(
-        emb, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab), k=cfg.eval_k,
-        class_names=data.vocab,
+        out.vectors, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab),
+        k=cfg.eval_k, class_names=data.vocab,
     )
 
 

@@ -20,20 +20,6 @@ from embed.metrics import knn_vote_scores, retrieval_metrics, roc_auc
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def embed_loader(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, list[int]]:
-    """Embeddings [N,D] float32 and the record indices they belong to."""
-    model.eval()
-    embs, idx = [], []
-    for x, i in loader:
-        out = model(x.to(device, non_blocking=True))
-        embs.append(out["embedding"].float().cpu())
-        idx.extend(int(v) for v in i)
-    if not embs:
-        return np.zeros((0, 0), np.float32), []
-    return torch.cat(embs).numpy(), idx
-
-
 def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """Mean one-vs-rest ROC AUC over classes that have positives and negatives."""
     aucs = [roc_auc(labels == c, scores[:, c]) for c in range(scores.shape[1])]
