@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+
+import numpy as np
 
 from embed.errors import ImageTooLargeError, TruncatedImageError
 
@@ -74,10 +75,9 @@ def reduction_factor(rows: int, cols: int) -> int:
     return max(1, max(int(rows), int(cols)) // REDUCED_MIN_SIDE)
 
 
-def reduce_array(arr: Any, factor: int) -> Any:
+def reduce_array(arr: np.ndarray, factor: int) -> np.ndarray:
     """Area-average an HxW or HxWxC array by ``factor`` (float32 out; unchanged when factor is 1)."""
     import cv2
-    import numpy as np
 
     if factor <= 1:
         return arr
