@@ -66,10 +66,6 @@ def open_embedder(model: str | Path | None = None, device: str | None = None, ba
     """An Embedder for ``model``, or for the released model when none is given."""
     from embed.inference import Embedder
 
-    if model is None:
-        from embed.models import released_model_path
-
-        model = released_model_path()
     return Embedder.from_checkpoint(model, device=device, batch_size=batch_size)
 
 
@@ -196,10 +192,10 @@ def build_index(
     """
     t0 = time.time()
     out = Path(out).resolve()
-    if model is None and embedder is None:
-        from embed.models import released_model_path
+    if embedder is None:
+        from embed.models import resolve_model_path
 
-        model = released_model_path()
+        model = resolve_model_path(model)  # recorded in the manifest below
     embedder = embedder or open_embedder(model, batch_size=batch_size)
     report = BuildReport(index_dir=str(out))
     records = _load_records(datasets, report, dataset_opts)

@@ -6,7 +6,7 @@ Two ways to choose queries and references:
   unseen patients;
 * split: one set of datasets and a checkpoint whose training config (label scheme,
   ``val_fraction``, ``seed``) reproduces the patient-disjoint split of ``cxr train``
-  (``embed.train.split.patient_split``): validation patients are the queries, training
+  (``embed.split.labelled_split``): validation patients are the queries, training
   patients the references. It reproduces the training split only when given the same
   datasets in the same order as ``cxr train`` was.
 
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from embed.errors import CXRError
-from embed.evaluate import metrics as M
-from embed.train.split import split_fingerprint
+from embed import metrics as M
+from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION, labelled_split, patient_key, split_fingerprint
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
 
 if TYPE_CHECKING:
@@ -50,9 +50,8 @@ class EvalSets:
 
 
 def _train_cfg(meta: dict[str, Any]) -> dict[str, Any]:
-    from embed.train.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
+    """The split settings a checkpoint's training run used (the defaults where it records none)."""
+    defaults = {"label_scheme": "pathology", "val_fraction": DEFAULT_VAL_FRACTION, "seed": DEFAULT_SEED}
     return {**defaults, **(meta.get("train_cfg") or {})}
 
 
@@ -95,21 +94,17 @@ def _check_split(ckpt: dict[str, Any], val_ids: Sequence[str], path: str | Path)
 def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     """Validation patients of ``split_ckpt``'s training split as queries, training patients as references."""
     from embed.datasets import load_datasets
-    from embed.labels import label_of
     from embed.models.checkpoint import read_checkpoint
-    from embed.train.split import patient_split
 
     ckpt = read_checkpoint(split_ckpt)
     cfg = _train_cfg(ckpt)
     vocab = list(ckpt.get("labels") or [])
     load = load_datasets(list(specs))
-    scheme = cfg.get("label_scheme", "pathology")
-    raw = [label_of(r, scheme) for r in load.records]
+    scheme = cfg["label_scheme"]
     if not vocab:
         vocab = infer_vocab(load.records, scheme)
-    keep = [i for i, lab in enumerate(raw) if lab in vocab]
-    records = [load.records[i] for i in keep]
-    train_idx, val_idx = patient_split(records, [raw[i] for i in keep], float(cfg["val_fraction"]), int(cfg["seed"]))
+    split_ = labelled_split(load.records, scheme, vocab, float(cfg["val_fraction"]), int(cfg["seed"]))
+    records, train_idx, val_idx = split_.records, split_.train, split_.val
     if not val_idx:
         raise CXRError(f"the split of {split_ckpt} has no validation patients (val_fraction {cfg['val_fraction']}); "
                        "use --reference/--query instead")
@@ -156,8 +151,6 @@ def embed_all(
 
 
 def _groups(records: Sequence[Any]) -> list[str]:
-    from embed.train.split import patient_key
-
     return [patient_key(r) for r in records]
 
 
