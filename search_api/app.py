@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from embed.errors import CXRError
 from search_api.audit import AuditMiddleware
+from search_api.batching import ModelBatcher
 from search_api.errors import install_error_handlers, redact_paths
 from search_api.routes import cases, health, search, stats
 from search_api.security import check_bind_policy, require_api_key
@@ -86,6 +87,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
+    app.state.batcher = None
+    if engine is not None:
+        app.state.batcher = ModelBatcher(engine.embed_prepared, window_s=settings.batch_window_ms / 1000,
+                                         max_batch=settings.max_batch)
+        app.state.batcher.start()
     app.state.model_sha = _short_sha(engine) if engine is not None else None
     app.state.model_name = _model_name(engine) if engine is not None else None
     if engine is not None:
@@ -93,6 +99,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app.state.batcher is not None:
+            await app.state.batcher.aclose()
+            log.info("model batches: %s", app.state.batcher.stats.as_dict())
+            app.state.batcher = None
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
         if given is None and engine is not None and hasattr(engine, "close"):
@@ -113,6 +123,7 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
     app.state.executor = None
+    app.state.batcher = None
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)

@@ -50,6 +50,9 @@ class APISettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: str = ""
     engine_threads: int | None = Field(None, ge=1, description="concurrent engine calls (default: CPU count)")
+    batch_window_ms: float = Field(2.0, ge=0, le=1000, description=(
+        "how long the first waiting query image waits for others to share its forward pass (docs/api.md)"))
+    max_batch: int = Field(16, ge=1, le=256, description="most query images in one forward pass (1: no batching)")
 
     def resolved_keys(self) -> list[str]:
         """Keys from the variable and the key file (one per line, '#' comments)."""
