@@ -159,6 +159,11 @@ class SearchEngine:
         std, meta = self.embedder.prepare_image(raw)
         return PreparedQuery(standardized=std, meta=meta, sha256=hashlib.sha256(raw).hexdigest())
 
+    def blank_query(self) -> PreparedQuery:
+        """A black standardized image, e.g. to warm the model up before the first request."""
+        size = int(self.embedder.std_cfg.size)
+        return PreparedQuery(standardized=np.zeros((size, size), np.float32), meta={}, sha256="")
+
     def embed_prepared(self, batch: list[PreparedQuery]) -> None:
         """One forward pass over all ``batch`` images; fills each one's embedding and attention."""
         if not batch:

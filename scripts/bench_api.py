@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="query PNG side in pixels")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment of the server, e.g. CXR_API_MAX_BATCH=1 for the unbatched baseline")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
@@ -252,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, CXR_API_API_KEYS=key)
     env.pop("CXR_API_API_KEYS_FILE", None)
+    for item in args.server_env:
+        name, _, value = item.partition("=")
+        env[name] = value
     cmd = [sys.executable, "-m", "cli", "serve", "--index", str(args.index), "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     server_log = cache / "bench_api_server.log"
@@ -278,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    batches = next((line.split("model batches: ", 1)[1] for line in server_log.read_text().splitlines()
+                    if "model batches: " in line), None)
+    if batches:
+        log.info("server's forward passes (whole run, warm-up included): %s", batches)
     report = {
+        "server_env": args.server_env, "model_batches": batches,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": f"{os.cpu_count()}-core CPU, no GPU ({platform.machine()})",
         "model": model_note, "index": str(args.index), "query_px": args.size, "k": args.k,

@@ -63,6 +63,19 @@ def _open_engine(settings: APISettings) -> Any:
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
 
 
+def _model_thread_init(settings: APISettings) -> Any:
+    """Sets the model thread's torch intra-op threads (CXR_API_MODEL_THREADS), if given."""
+    if settings.model_threads is None:
+        return None
+
+    def init() -> None:
+        import torch
+
+        torch.set_num_threads(settings.model_threads)
+
+    return init
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the engine once; a failure leaves the app up with ``/health`` saying why."""
@@ -90,8 +103,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.batcher = None
     if engine is not None:
         app.state.batcher = ModelBatcher(engine.embed_prepared, window_s=settings.batch_window_ms / 1000,
-                                         max_batch=settings.max_batch)
+                                         max_batch=settings.max_batch, thread_init=_model_thread_init(settings))
         app.state.batcher.start()
+        if settings.warm_up:
+            await app.state.batcher.warm_up(lambda n: [engine.blank_query() for _ in range(n)])
     app.state.model_sha = _short_sha(engine) if engine is not None else None
     app.state.model_name = _model_name(engine) if engine is not None else None
     if engine is not None:

@@ -58,7 +58,8 @@ class ModelBatcher:
     loop (the app's lifespan) and stop with :meth:`aclose`.
     """
 
-    def __init__(self, embed_batch: Callable[[list[Any]], None], *, window_s: float, max_batch: int) -> None:
+    def __init__(self, embed_batch: Callable[[list[Any]], None], *, window_s: float, max_batch: int,
+                 thread_init: Callable[[], None] | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if window_s < 0:
@@ -70,10 +71,12 @@ class ModelBatcher:
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[None]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._thread_init = thread_init
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxr-model")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxr-model",
+                                            initializer=self._thread_init)
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="cxr-model-batcher")
 
     async def aclose(self) -> None:
@@ -93,6 +96,16 @@ class ModelBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    async def warm_up(self, make_items: Callable[[int], list[Any]]) -> None:
+        """One forward pass at every batch size up to ``max_batch``, before the first request.
+
+        The CPU backend (oneDNN) builds and caches kernels and buffers per input shape: doing it
+        here keeps that cost out of the first requests and makes memory flat from the start.
+        """
+        loop = asyncio.get_running_loop()
+        for n in range(1, self.max_batch + 1):
+            await loop.run_in_executor(self._executor, self._embed_batch, make_items(n))
 
     async def embed(self, item: Any) -> None:
         """Wait until ``item`` has been through a forward pass (raises that pass's error for it)."""

@@ -52,7 +52,9 @@ class APISettings(BaseSettings):
     engine_threads: int | None = Field(None, ge=1, description="concurrent engine calls (default: CPU count)")
     batch_window_ms: float = Field(2.0, ge=0, le=1000, description=(
         "how long the first waiting query image waits for others to share its forward pass (docs/api.md)"))
-    max_batch: int = Field(16, ge=1, le=256, description="most query images in one forward pass (1: no batching)")
+    max_batch: int = Field(16, ge=1, le=64, description="most query images in one forward pass (1: no batching)")
+    model_threads: int | None = Field(None, ge=1, description="torch threads of the forward pass (default: torch's)")
+    warm_up: bool = Field(True, description="run one forward pass per batch size at start-up")
 
     def resolved_keys(self) -> list[str]:
         """Keys from the variable and the key file (one per line, '#' comments)."""
