@@ -106,6 +106,7 @@ class ModelBatcher:
         loop = asyncio.get_running_loop()
         for n in range(1, self.max_batch + 1):
             await loop.run_in_executor(self._executor, self._embed_batch, make_items(n))
+        self.stats = BatchStats()  # count requests only
 
     async def embed(self, item: Any) -> None:
         """Wait until ``item`` has been through a forward pass (raises that pass's error for it)."""
