@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("httpx", "cxr.audit"):  # one line per request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     import numpy as np
     import torch
