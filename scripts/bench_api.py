@@ -306,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         mem = f"{r.rss_start_mb} → {r.rss_end_mb} ({r.rss_max_mb})" if r.rss_start_mb is not None else ""
         print(f"| {r.concurrency} | {r.seconds:.0f} | {r.requests} | {r.errors} | {r.p50_ms} | {r.p95_ms} | "
               f"{r.p99_ms} | {r.throughput_rps} | {mem} |")
+    if len(results) > 1 and results[0].throughput_rps:
+        ratio = results[-1].throughput_rps / results[0].throughput_rps
+        report["throughput_ratio_last_to_first"] = round(ratio, 2)
+        print(f"\nthroughput at {results[-1].concurrency} clients / at {results[0].concurrency}: {ratio:.2f}x")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0 if all(r.errors == 0 for r in results) else 1
