@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = next((line.split("model batches: ", 1)[1] for line in server_log.read_text().splitlines()
                     if "model batches: " in line), None)
     if batches:
-        log.info("server's forward passes (whole run, warm-up included): %s", batches)
+        log.info("server's forward passes (every request of the run, the warm-up ones included): %s", batches)
     report = {
         "server_env": args.server_env, "model_batches": batches,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
