@@ -24,9 +24,15 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
+
+from fastapi import Request
+
+from index.engine import SearchEngine
+from index.prepared import PreparedQuery
 
 log = logging.getLogger("cxr.api.batching")
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,7 +56,7 @@ class BatchStats:
                 "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
 
 
-class ModelBatcher:
+class ModelBatcher(Generic[T]):
     """Collects items from concurrent coroutines and runs ``embed_batch(items)`` once per batch.
 
     ``embed_batch`` mutates the items in place (fills their embedding) and runs in a single
@@ -58,7 +64,7 @@ class ModelBatcher:
     loop (the app's lifespan) and stop with :meth:`aclose`.
     """
 
-    def __init__(self, embed_batch: Callable[[list[Any]], None], *, window_s: float, max_batch: int,
+    def __init__(self, embed_batch: Callable[[list[T]], None], *, window_s: float, max_batch: int,
                  thread_init: Callable[[], None] | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -68,7 +74,7 @@ class ModelBatcher:
         self.window_s = float(window_s)
         self.max_batch = int(max_batch)
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[None]]] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[None]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._thread_init = thread_init
@@ -97,7 +103,7 @@ class ModelBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def warm_up(self, make_items: Callable[[int], list[Any]]) -> None:
+    async def warm_up(self, make_items: Callable[[int], list[T]]) -> None:
         """One forward pass at every batch size up to ``max_batch``, before the first request.
 
         The CPU backend (oneDNN) builds and caches kernels and buffers per input shape: doing it
@@ -108,7 +114,7 @@ class ModelBatcher:
             await loop.run_in_executor(self._executor, self._embed_batch, make_items(n))
         self.stats = BatchStats()  # count requests only
 
-    async def embed(self, item: Any) -> None:
+    async def embed(self, item: T) -> None:
         """Wait until ``item`` has been through a forward pass (raises that pass's error for it)."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("the model batcher is not running")
@@ -116,7 +122,7 @@ class ModelBatcher:
         await self._queue.put((item, fut))
         await fut
 
-    async def _collect(self) -> list[tuple[Any, asyncio.Future[None]]]:
+    async def _collect(self) -> list[tuple[T, asyncio.Future[None]]]:
         assert self._queue is not None
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.window_s
@@ -170,7 +176,7 @@ class ModelBatcher:
                     fut.set_result(None)
 
 
-async def embed_upload(request: Any, engine: Any, data: bytes) -> Any:
+async def embed_upload(request: Request, engine: SearchEngine, data: bytes) -> PreparedQuery:
     """An uploaded image, decoded and standardized in the worker pool, embedded in a shared batch.
 
     Returns the engine's :class:`~index.prepared.PreparedQuery`, ready for ``engine.search``;
@@ -179,7 +185,7 @@ async def embed_upload(request: Any, engine: Any, data: bytes) -> Any:
     from search_api.deps import run_blocking
 
     prepared = await run_blocking(request, engine.prepare, data)
-    batcher: ModelBatcher | None = getattr(request.app.state, "batcher", None)
+    batcher: ModelBatcher[PreparedQuery] | None = getattr(request.app.state, "batcher", None)
     if batcher is None:  # app used without its lifespan, as run_blocking allows
         await run_blocking(request, engine.embed_prepared, [prepared])
     else:

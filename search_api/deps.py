@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable, Literal, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
-from fastapi import HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from embed.errors import IndexStateError
+from index.engine import SearchEngine
+from index.schemas import SearchFilters
+from search_api.params import MAX_LIST_ITEMS, Age, Flag, SamePatient, Sex
+from search_api.settings import APISettings, get_api_settings
 
 T = TypeVar("T")
 
@@ -27,13 +31,18 @@ LIST_FIELDS = ("view", "source", "finding")
 SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention")
 
 
-def get_engine(request: Request) -> Any:
+def get_engine(request: Request) -> SearchEngine:
     """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
-    engine = getattr(request.app.state, "engine", None)
+    engine: SearchEngine | None = request.app.state.engine
     if engine is None:
-        reason = getattr(request.app.state, "engine_error", None) or "the index is not loaded"
-        raise IndexStateError(f"index not loaded: {reason}")
+        reason = request.app.state.engine_error or "loading"
+        raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
     return engine
+
+
+#: Route parameters, as the FastAPI full-stack template types its dependencies.
+EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+SettingsDep = Annotated[APISettings, Depends(get_api_settings)]
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -50,18 +59,16 @@ class QueryParams(BaseModel):
 
     k: int = Field(10, ge=1)
     view: list[str] | None = None
-    sex: str | None = None
-    age_min: float | None = Field(None, ge=0, le=130)
-    age_max: float | None = Field(None, ge=0, le=130)
+    sex: Sex | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
     source: list[str] | None = None
     finding: list[str] | None = None
-    same_patient: Literal["exclude", "include", "only"] = "exclude"
-    attention: bool = True
+    same_patient: SamePatient = "exclude"
+    attention: Flag = True
 
-    def filters(self) -> Any:
+    def filters(self) -> SearchFilters | None:
         """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
-        from index.schemas import SearchFilters
-
         try:
             f = SearchFilters(view=self.view, sex=self.sex, age_min=self.age_min, age_max=self.age_max,
                               source=self.source, finding=self.finding)
@@ -79,6 +86,7 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
     """Validate form fields / query parameters (later pairs win; list fields repeat or use commas)."""
     raw: dict[str, Any] = {"attention": attention_default}
     unknown = set()
+    repeats: dict[str, int] = {}
     for name, value in pairs:
         if name == "file":
             continue
@@ -86,12 +94,17 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
             unknown.add(name)
         elif name in LIST_FIELDS:
             raw.setdefault(name, [])
+            repeats[name] = repeats.get(name, 0) + 1
             raw[name].extend(v.strip() for v in value.split(",") if v.strip())
         elif value.strip() != "":
             raw[name] = value.strip()
     if unknown:
         raise RequestValidationError([{"loc": (n,), "msg": "unknown parameter", "type": "extra_forbidden"}
                                       for n in sorted(unknown)])
+    too_many = sorted(n for n, count in repeats.items() if count > MAX_LIST_ITEMS)
+    if too_many:
+        raise RequestValidationError([{"loc": (n,), "msg": f"given more than {MAX_LIST_ITEMS} times "
+                                       "(comma-separate the values instead)", "type": "too_long"} for n in too_many])
     try:
         params = QueryParams.model_validate(raw)
     except ValidationError as exc:
@@ -100,8 +113,3 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
         raise RequestValidationError([{"loc": ("k",), "msg": f"k must be at most {max_k}", "type": "less_than_equal"}])
     return params
 
-
-def parse_case_id(case_id: int) -> int:
-    if case_id < 0:
-        raise HTTPException(404, f"no case with id {case_id}")
-    return case_id
