@@ -334,3 +334,8 @@ class SQLiteStore:
         conn = self._conn()
         return FilterColumns(conn.execute("SELECT id, view, sex, age, source, deleted FROM cases"),
                              conn.execute("SELECT case_id, finding FROM case_findings"))
+
+    def refs_for_source(self, source: str) -> set[str]:
+        """The dataset case ids (``ref``) of the live cases of one source: what a reader may skip re-reading."""
+        rows = self._conn().execute("SELECT ref FROM cases WHERE source = ? AND deleted = 0", (source,))
+        return {r[0] for r in rows if r[0]}

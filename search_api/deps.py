@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from embed.errors import IndexStateError
 from index.engine import SearchEngine
 from index.schemas import SearchFilters
+from search_api.params import MAX_LIST_ITEMS, Age, Flag, SamePatient, Sex
 from search_api.settings import APISettings, get_api_settings
 
 T = TypeVar("T")
@@ -34,8 +35,8 @@ def get_engine(request: Request) -> SearchEngine:
     """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
     engine: SearchEngine | None = request.app.state.engine
     if engine is None:
-        reason = request.app.state.engine_error or "the index is not loaded"
-        raise IndexStateError(f"index not loaded: {reason}")
+        reason = request.app.state.engine_error or "loading"
+        raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
     return engine
 
 
@@ -58,13 +59,13 @@ class QueryParams(BaseModel):
 
     k: int = Field(10, ge=1)
     view: list[str] | None = None
-    sex: str | None = None
-    age_min: float | None = Field(None, ge=0, le=130)
-    age_max: float | None = Field(None, ge=0, le=130)
+    sex: Sex | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
     source: list[str] | None = None
     finding: list[str] | None = None
-    same_patient: Literal["exclude", "include", "only"] = "exclude"
-    attention: bool = True
+    same_patient: SamePatient = "exclude"
+    attention: Flag = True
 
     def filters(self) -> SearchFilters | None:
         """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
@@ -85,6 +86,7 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
     """Validate form fields / query parameters (later pairs win; list fields repeat or use commas)."""
     raw: dict[str, Any] = {"attention": attention_default}
     unknown = set()
+    repeats: dict[str, int] = {}
     for name, value in pairs:
         if name == "file":
             continue
@@ -92,12 +94,17 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
             unknown.add(name)
         elif name in LIST_FIELDS:
             raw.setdefault(name, [])
+            repeats[name] = repeats.get(name, 0) + 1
             raw[name].extend(v.strip() for v in value.split(",") if v.strip())
         elif value.strip() != "":
             raw[name] = value.strip()
     if unknown:
         raise RequestValidationError([{"loc": (n,), "msg": "unknown parameter", "type": "extra_forbidden"}
                                       for n in sorted(unknown)])
+    too_many = sorted(n for n, count in repeats.items() if count > MAX_LIST_ITEMS)
+    if too_many:
+        raise RequestValidationError([{"loc": (n,), "msg": f"given more than {MAX_LIST_ITEMS} times "
+                                       "(comma-separate the values instead)", "type": "too_long"} for n in too_many])
     try:
         params = QueryParams.model_validate(raw)
     except ValidationError as exc:

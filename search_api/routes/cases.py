@@ -5,19 +5,18 @@ Ids are integers looked up in the store; no client value ever becomes a path.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from index.engine import SearchEngine
 from index.schemas import CaseRow
 from search_api.deps import EngineDep, SettingsDep, parse_query_params, run_blocking
+from search_api.params import (MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery, SamePatientQuery,
+                               SexQuery)
 from search_api.results import case_out, search_response
 from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
-CaseId = Path(ge=0, description="integer case id as returned in hits", examples=[17])
 
 
 def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
@@ -29,7 +28,7 @@ def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, engine: EngineDep, case_id: int = CaseId) -> CaseOut:
+async def get_case(request: Request, case_id: CaseId, engine: EngineDep) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -41,10 +40,11 @@ async def get_case(request: Request, engine: EngineDep, case_id: int = CaseId) -
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
+    case_id: CaseId,
     engine: EngineDep,
     settings: SettingsDep,
-    case_id: int = CaseId,
-    size: int | None = Query(None, ge=16, description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
+    size: int | None = Query(None, ge=MIN_THUMB_SIZE,
+                             description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
 ) -> Response:
     """The PNG the model saw (``size`` resizes it, bounded); only indexed cases can be served."""
     if size is not None and size > settings.max_thumb_size:
@@ -63,18 +63,18 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
+    case_id: CaseId,
     engine: EngineDep,
     settings: SettingsDep,
-    case_id: int = CaseId,
-    k: int = Query(10, ge=1),
-    view: list[str] | None = Query(None),
-    sex: Literal["M", "F"] | None = Query(None),
-    age_min: float | None = Query(None, ge=0, le=130),
-    age_max: float | None = Query(None, ge=0, le=130),
-    source: list[str] | None = Query(None),
-    finding: list[str] | None = Query(None),
-    same_patient: Literal["exclude", "include", "only"] = Query("exclude"),
-    attention: bool = Query(False),
+    k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
+    view: ListQuery = None,
+    sex: SexQuery = None,
+    age_min: AgeQuery = None,
+    age_max: AgeQuery = None,
+    source: ListQuery = None,
+    finding: ListQuery = None,
+    same_patient: SamePatientQuery = "exclude",
+    attention: FlagQuery = False,
 ) -> SearchResponse:
     """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
     p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)
