@@ -20,7 +20,9 @@ from embed.dicomweb import PacsClient, fetch_query, find_instances, store_instan
 from embed.kos import Neighbour, build_kos, describe
 from index.schemas import Hit, SearchFilters, SearchResult
 
-if TYPE_CHECKING:  # annotations only (the engine imports torch and faiss)
+if TYPE_CHECKING:  # the engine module loads FAISS; this module only calls it
+    from pydicom import Dataset
+
     from index.engine import SearchEngine
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class PacsSearch:
 
     result: SearchResult
     query_key: str
-    kos: Any = None
+    kos: Dataset | None = None
     referenced: int = 0
     stored: bool = False
 

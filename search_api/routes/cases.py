@@ -28,7 +28,7 @@ def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, case_id: CaseId, engine: EngineDep) -> CaseOut:
+async def get_case(request: Request, engine: EngineDep, case_id: CaseId) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -40,9 +40,9 @@ async def get_case(request: Request, case_id: CaseId, engine: EngineDep) -> Case
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
-    case_id: CaseId,
     engine: EngineDep,
     settings: SettingsDep,
+    case_id: CaseId,
     size: int | None = Query(None, ge=MIN_THUMB_SIZE,
                              description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
 ) -> Response:
@@ -63,9 +63,9 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
-    case_id: CaseId,
     engine: EngineDep,
     settings: SettingsDep,
+    case_id: CaseId,
     k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
     view: ListQuery = None,
     sex: SexQuery = None,
