@@ -123,7 +123,7 @@ def drop_replaced(old: Manifest | None, new: Manifest) -> None:
         log.warning("replaced Milvus collection not dropped: %s", exc)
 
 
-def describe(vindex: Any) -> dict[str, Any]:
+def describe(vindex: VectorIndex | MilvusIndex) -> dict[str, Any]:
     """Backend facts for stats: which engine, where it searches."""
     if getattr(vindex, "kind", "faiss") == "milvus":
         return {"backend": "milvus", "milvus": vindex.describe(), "faiss_device": "milvus"}

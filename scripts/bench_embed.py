@@ -70,9 +70,8 @@ def synthetic_jpegs(folder: Path, n: int, side: int = 512) -> list[str]:
 
 def make_embedder(model: str | None, batch: int, device: str | None = None):
     from embed.inference import Embedder
-    from embed.models import released_model_path
 
-    return Embedder.from_checkpoint(model or released_model_path(), device=device, batch_size=batch)
+    return Embedder.from_checkpoint(model, device=device, batch_size=batch)  # None: the released model
 
 
 def bench_ray(emb, paths: list[str], args, local_vectors: np.ndarray, res: dict) -> None:

@@ -124,8 +124,8 @@ def test_cases_images_and_stats(engine):
     with pytest.raises(CaseNotFoundError):
         engine.case_image(12345)
     st = engine.stats()
-    assert st["cases"] == 30 and st["index_type"] == "flat" and st["vectors"] == 30
-    assert (st["backend"], st["faiss_device"]) in (("faiss", "cpu"), ("faiss", "gpu"), ("milvus", "milvus"))
+    assert st.cases == 30 and st.index_type == "flat" and st.vectors == 30
+    assert (st.backend, st.faiss_device) in (("faiss", "cpu"), ("faiss", "gpu"), ("milvus", "milvus"))
 
 
 def test_bad_queries(engine, tmp_path):
