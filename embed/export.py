@@ -22,6 +22,8 @@ from embed.errors import CXRError
 if TYPE_CHECKING:  # annotations only: pyarrow is imported where it is used
     import pyarrow as pa
 
+    from embed.pipeline import Runner
+
 log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = "cxr-search-features/1"
@@ -31,6 +33,8 @@ META_PREFIX = "cxr."
 def features_table(records: Sequence[Any], emb: np.ndarray, *, metadata: dict[str, str]):
     """The pyarrow Table of one row per record (see module doc)."""
     import pyarrow as pa
+
+    from embed.pipeline import Runner
 
     from embed.cases import features_columns
 
@@ -68,7 +72,7 @@ def export_features(
     workers: int = 0,
     device: str | None = None,
     progress: bool = True,
-    runner: Any = None,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
     """Load datasets, embed every case, write the parquet; returns a summary dict.
 

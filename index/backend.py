@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from embed.errors import IndexStateError
 from index.manifest import Manifest
 from index.selection import MILVUS_ONLY_TYPES, IndexSpec, IndexTypeError
+
+if TYPE_CHECKING:
+    from index.faiss_index import VectorIndex
+    from index.milvus_index import MilvusIndex
+    from index.store import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ def check_type(backend: str, spec: IndexSpec) -> None:
                              "--milvus-uri http://host:19530, a Milvus server with GPUs)")
 
 
-def create_filled(manifest: Manifest, spec: IndexSpec, store: Any, ids: np.ndarray, vectors: np.ndarray) -> Any:
+def create_filled(manifest: Manifest, spec: IndexSpec, store: MetadataStore, ids: np.ndarray,
+                  vectors: np.ndarray) -> VectorIndex | MilvusIndex:
     """A new backend index holding ``vectors`` under ``ids`` (FAISS in memory, or a new Milvus collection).
 
     For Milvus the collection name goes into ``manifest.backend_params``; if filling fails the
@@ -90,7 +96,7 @@ def create_filled(manifest: Manifest, spec: IndexSpec, store: Any, ids: np.ndarr
 
 
 def open_backend(index_dir: str | Path, manifest: Manifest, *, mmap: bool | None = None,
-                 use_gpu: bool | None = None) -> Any:
+                 use_gpu: bool | None = None) -> VectorIndex | MilvusIndex:
     """The backend index of a folder, as its manifest describes it."""
     spec = IndexSpec(manifest.index_type, dict(manifest.index_params))
     if manifest.backend == "milvus":

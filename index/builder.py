@@ -31,6 +31,7 @@ from index.vectors import VectorTable, save_vectors
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
     from embed.inference import Embedder
+    from embed.pipeline import Runner
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _new_cases(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
-    runner: Any = None,
+    runner: Runner | None = None,
 ) -> tuple[list[StoredCase], np.ndarray]:
     """Hash, deduplicate and embed records into StoredCases with vectors.
 
@@ -197,7 +198,7 @@ def build_index(
     dataset_opts: dict[str, Any] | None = None,
     backend: str = "faiss",
     milvus_uri: str | None = None,
-    runner: Any = None,
+    runner: Runner | None = None,
 ) -> BuildReport:
     """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
 
@@ -289,7 +290,7 @@ def add_to_index(
     workers: int | None = None,
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
-    runner: Any = None,
+    runner: Runner | None = None,
 ) -> BuildReport:
     """Add new cases (by content hash) to an existing index built with the same model."""
     t0 = time.time()

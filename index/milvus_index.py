@@ -23,13 +23,16 @@ import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embed.errors import IndexStateError, require
 from index.schemas import CaseRow
 from index.selection import IndexSpec, IndexTypeError
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ _STR_MAX = 256
 UNKNOWN_AGE = -1.0
 UNKNOWN_DAY = -1.0e9
 _INSERT_BATCH = 2_000
-_clients: dict[str, Any] = {}
+_clients: dict[str, MilvusClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -68,7 +71,7 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
-def connect(uri: str) -> Any:
+def connect(uri: str) -> MilvusClient:
     """One MilvusClient per URI per process (a Lite file can be opened by one process only)."""
     pymilvus = require("pymilvus", INSTALL)
     with _clients_lock:
@@ -123,7 +126,7 @@ class MilvusIndex:
 
     kind = "milvus"
 
-    def __init__(self, client: Any, uri: str, collection: str, spec: IndexSpec) -> None:
+    def __init__(self, client: MilvusClient, uri: str, collection: str, spec: IndexSpec) -> None:
         self.client, self.uri, self.collection, self.spec = client, uri, collection, spec
         self._search_params = {"metric_type": "IP", "params": milvus_params(spec)[2]}
 
