@@ -16,17 +16,23 @@ from pydantic import BaseModel, Field, model_validator
 
 from embed.errors import CXRError
 from search_api.deps import QueryParams, get_engine, run_blocking
+from search_api.params import Age, Sex
 from search_api.results import search_response
-from search_api.schemas import ERROR_RESPONSES, SearchResponse
+from search_api.schemas import ERROR_RESPONSES, ErrorResponse, SearchResponse
 from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(tags=["pacs"])
+PACS_ERRORS = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "no PACS configured on this server, "
+                                                                          "or the study is not in it"},
+               400: {"model": ErrorResponse, "description": "a body that is not JSON"}}
 
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 
 
 class PacsNotConfiguredError(CXRError):
-    http_status = 503
+    """No PACS behind this service: a 404 (nothing to list or fetch from), not a server fault."""
+
+    http_status = 404
     code = "pacs_not_configured"
 
 
@@ -34,7 +40,7 @@ class PacsStudy(BaseModel):
     handle: str = Field(description="keyed hash of the study; pass it back as `study` to search with it")
     rank: int = Field(description="1 = most recent")
     modalities: list[str]
-    sex: str | None = None
+    sex: Sex | None = None
     age: float | None = None
     instances: int | None = None
 
@@ -46,16 +52,18 @@ class PacsStudiesResponse(BaseModel):
 class PacsSearchRequest(BaseModel):
     """One of ``study`` (a handle from /v1/pacs/studies), ``study_uid`` or ``series_uid``; then the usual options."""
 
-    model_config = {"extra": "forbid"}
+    # "exactly one of" stated in the schema too, so schema-driven clients send valid requests
+    model_config = {"extra": "forbid", "json_schema_extra": {"oneOf": [
+        {"required": ["study"]}, {"required": ["study_uid"]}, {"required": ["series_uid"]}]}}
 
     study: str | None = Field(None, pattern=r"^u_[0-9a-f]{16}$")
     study_uid: str | None = Field(None, max_length=64, pattern=_UID)
     series_uid: str | None = Field(None, max_length=64, pattern=_UID)
     k: int = Field(10, ge=1)
     view: list[str] | None = None
-    sex: str | None = None
-    age_min: float | None = Field(None, ge=0, le=130)
-    age_max: float | None = Field(None, ge=0, le=130)
+    sex: Sex | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
     source: list[str] | None = None
     finding: list[str] | None = None
     same_patient: Literal["exclude", "include", "only"] = "exclude"
@@ -84,7 +92,7 @@ def _client(settings: APISettings) -> Any:
                                                    token=settings.dicomweb_token or None))
 
 
-@router.get("/pacs/studies", response_model=PacsStudiesResponse, responses=ERROR_RESPONSES,
+@router.get("/pacs/studies", response_model=PacsStudiesResponse, responses=PACS_ERRORS,
             summary="Recent chest radiograph studies of the PACS (QIDO-RS)")
 async def pacs_studies(request: Request, limit: int = Query(20, ge=1, le=100),
                        settings: APISettings = Depends(get_api_settings)) -> PacsStudiesResponse:
@@ -96,7 +104,7 @@ async def pacs_studies(request: Request, limit: int = Query(20, ge=1, le=100),
     return PacsStudiesResponse(studies=[PacsStudy(**s) for s in studies])
 
 
-@router.post("/search/dicomweb", response_model=PacsSearchResponse, responses=ERROR_RESPONSES,
+@router.post("/search/dicomweb", response_model=PacsSearchResponse, responses=PACS_ERRORS,
              summary="Similar cases of a PACS study or series (WADO-RS), optionally stored back (STOW-RS)")
 async def search_dicomweb(body: PacsSearchRequest, request: Request, engine: Any = Depends(get_engine),
                           settings: APISettings = Depends(get_api_settings)) -> PacsSearchResponse:
