@@ -12,13 +12,14 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from embed.errors import CXRError
+from index.engine import SearchEngine
 from search_api.audit import AuditMiddleware
 from search_api.errors import install_error_handlers, redact_paths
 from search_api.openapi import install_openapi
@@ -37,29 +38,7 @@ Errors are JSON `{"error": code, "detail": message}`.
 """
 
 
-def _short_sha(engine: Any) -> str | None:
-    for path in ("model_sha256", "manifest.model_sha256", "embedder.model_sha256"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj[:12]
-    return None
-
-
-def _model_name(engine: Any) -> str | None:
-    for path in ("model_name", "manifest.model_name"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj
-    return None
-
-
-def _open_engine(settings: APISettings) -> Any:
-    from index.engine import SearchEngine
-
+def _open_engine(settings: APISettings) -> SearchEngine:
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
 
 
@@ -89,8 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
-    app.state.model_sha = _short_sha(engine) if engine is not None else None
-    app.state.model_name = _model_name(engine) if engine is not None else None
+    # the index's manifest names the model every vector came from (the engine refuses any other)
+    app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
+    app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
     if engine is not None:
         log.info("search engine ready (model %s)", app.state.model_sha)
     try:
@@ -98,12 +78,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
-        if given is None and engine is not None and hasattr(engine, "close"):
+        if given is None and engine is not None:
             engine.close()
         app.state.engine = given
 
 
-def create_app(settings: APISettings | None = None, engine: Any = None) -> FastAPI:
+def create_app(settings: APISettings | None = None, engine: SearchEngine | None = None) -> FastAPI:
     """Build the app. ``engine`` lets tests share one already opened SearchEngine between apps."""
     settings = settings or get_api_settings()
     keys = settings.resolved_keys()
