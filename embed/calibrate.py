@@ -97,7 +97,7 @@ def run_calibration(model: str | Path, datasets: Sequence[str], *, max_train: in
     cfg = _train_cfg(embedder.meta)
     records = load_datasets(list(datasets)).records
     split = labelled_split(records, cfg["label_scheme"], embedder.labels or sorted({"normal"}),
-                           cfg["val_fraction"], cfg["seed"])
+                           cfg["val_fraction"], cfg["seed"], str(cfg["split_scheme"]))
     rng = np.random.default_rng(seed)
     tr = _sample(split.train, max_train, rng)
     va = _sample(split.val, max_val, rng)

@@ -9,9 +9,11 @@ less typical than the query":
   under a probabilistic PCA (Mahalanobis inside the top components plus the residual
   off them), and by its fine structure (mean absolute Laplacian of the standardized image,
   floored at half the smoothest validation film's: a film has edges everywhere, a smooth
-  gradient has none, and z-scoring alone cannot tell a vignetted gradient from a film). Hips, teeth, a dog's thorax, test patterns, noise,
-  gradients and photographs fall in a tail of one of the two. A blank or uniform image is
-  flagged before any model.
+  gradient has none, and z-scoring alone cannot tell a vignetted gradient from a film). Hips,
+  teeth, a dog's thorax, test patterns, noise and gradients fall in a tail of one of the two. A blank or uniform image is
+  flagged before any model, and so is a colour picture (``chroma`` of the decoded file above
+  ``MAX_CHROMA``: films are grey, at most with a few coloured marks). A grey-scale photograph
+  is left to the two tests and the embedding's, which catch most but not all of them.
 * embedding -> "unlike anything in this index": the cosine similarity of the query's
   embedding to its nearest indexed case. A chest film the encoder has never seen the
   like of has no close neighbour, and its vote would be noise.
@@ -35,6 +37,8 @@ import numpy as np
 
 #: Side of the pixel thumbnail the guard scores (32x32: shape and layout, no texture).
 THUMB = 32
+#: Mean colourfulness (``embed.image.chroma``) above which an image is a colour picture, not a film.
+MAX_CHROMA = 0.08
 #: Tail probability below which each test flags (two tests: <= 1% of the threshold films flagged).
 DEFAULT_ALPHA = 0.005
 #: Texture below this share of the smoothest validation film's is no film (a fixed floor, not a
@@ -174,10 +178,13 @@ class OODGuard:
             return None
         return float((self.reference @ np.asarray(vector, np.float32).ravel()).max())
 
-    def check(self, image: np.ndarray | None, nearest_similarity: float | None) -> Verdict:
-        """Judge one query from its standardized image (None for an id query) and its nearest indexed
-        neighbour's similarity (None when the index is empty)."""
+    def check(self, image: np.ndarray | None, nearest_similarity: float | None,
+              chroma: float | None = None) -> Verdict:
+        """Judge one query from its standardized image (None for an id query), its nearest indexed
+        neighbour's similarity (None when the index is empty) and the decoded file's colourfulness."""
         pix = nn = None
+        if chroma is not None and chroma > MAX_CHROMA:
+            return Verdict(0.0, True, NOT_CXR, 0.0, None, nearest_similarity)
         if image is not None:
             if is_uniform(image):
                 return Verdict(0.0, True, NOT_CXR, 0.0, None, nearest_similarity)

@@ -62,6 +62,7 @@ class _Query:
         self.vector, self.case_id, self.patient = vector, case_id, patient
         self.attention, self.image = attention, image
         self.standardized = standardized  # what the OOD guard's pixel test reads (None for an id query)
+        self.chroma: float | None = None  # the decoded file's colourfulness (embed.image.chroma), for the guard
 
 
 class SearchEngine:
@@ -149,6 +150,7 @@ class SearchEngine:
         own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
         patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
         q = _Query(np.asarray(prepared.embedding, np.float32), own, patient, standardized=prepared.standardized)
+        q.chroma = prepared.meta.get("chroma")
         if with_attention:
             q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
             q.image = prepared.standardized
@@ -253,7 +255,7 @@ class SearchEngine:
         vote = knn_vote(hits)
         return SearchResult(hits=hits, vote=vote, prognosis=prognosis_summary(hits),
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
-                            ood=self.judge.verdict(q.standardized, self._nearest_similarity(q)),
+                            ood=self.judge.verdict(q.standardized, self._nearest_similarity(q), q.chroma),
                             calibrated=self.judge.calibrate(vote, hits))
 
     def _nearest_similarity(self, q: _Query) -> float | None:

@@ -49,11 +49,12 @@ class QueryJudge:
                 calibration = None
         return cls(guard, calibration)
 
-    def verdict(self, standardized: np.ndarray | None, nearest_similarity: float | None) -> OODFlag | None:
+    def verdict(self, standardized: np.ndarray | None, nearest_similarity: float | None,
+                chroma: float | None = None) -> OODFlag | None:
         """The guard's verdict (None without a guard; the pixel test alone on an empty index)."""
         if self.guard is None:
             return None
-        return OODFlag(**self.guard.check(standardized, nearest_similarity).as_dict())
+        return OODFlag(**self.guard.check(standardized, nearest_similarity, chroma).as_dict())
 
     def calibrate(self, vote: dict[str, float], hits: Sequence[Hit]) -> dict[str, CalibratedVote]:
         """Calibrated probability per voted finding, with how many of the hits have it."""

@@ -68,7 +68,7 @@ def released():
 def test_generated_non_radiographs_are_flagged(released, kind):
     embedder, guard = released
     q = embedder.embed_image(_png(_generated(kind, np.random.default_rng(3))))
-    verdict = guard.check(q.standardized, guard.nearest_reference(q.embedding))
+    verdict = guard.check(q.standardized, guard.nearest_reference(q.embedding), q.meta.get("chroma"))
     assert verdict.flagged, (kind, verdict)
     assert verdict.reason in (NOT_CXR, UNLIKE_INDEX)
     assert verdict.score < guard.alpha
@@ -120,5 +120,5 @@ def test_shared_dicom_folder(released, shared_data, name):
     if not path.is_file():
         pytest.skip(f"{path} absent")
     q = embedder.embed_image(path)
-    verdict = guard.check(q.standardized, guard.nearest_reference(q.embedding))
+    verdict = guard.check(q.standardized, guard.nearest_reference(q.embedding), q.meta.get("chroma"))
     assert verdict.flagged == (name in DICOM_FLAGGED), verdict
