@@ -284,10 +284,9 @@ class SearchEngine:
         """Similarity of the query to its nearest live indexed case other than itself (no filters), for the guard."""
         if not self.judge.guard or len(self.table) == 0:
             return None
-        own = [q.case_id] if q.case_id is not None else []
-        ex = np.array(sorted(set(own) | self._deleted), np.int64)
-        sims, ids = self.vindex.search(q.vector[None], 1, excluded=ex if len(ex) else None)
-        return float(sims[0][0]) if ids[0][0] >= 0 else None
+        # the same neighbour path as a search (either backend), without filters or same-patient rules
+        sims, ids, _ = self._neighbours(q, 1, None, exclude_same_patient=False, same_patient_only=False)
+        return float(sims[0]) if len(ids) and ids[0] >= 0 else None
 
     def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1])."""
