@@ -6,7 +6,8 @@ bytes with threads, decodes JPEGs in batches with ``torchvision.io.decode_jpeg(.
 device="cuda")`` (nvJPEG) and standardizes them with torch ops on the same device: grey,
 aspect-preserving resize of the longer side to ``size`` (area averaging when shrinking,
 bilinear when enlarging), clipping at the configured percentiles, centred zero padding.
-Without CUDA the same code runs on the CPU (that is how it is tested here).
+Without CUDA the runner decodes with OpenCV and standardizes with :func:`embed.standardize.standardize`
+(the local runner's numbers); :func:`standardize_tensor` itself is tested on the CPU in a subprocess.
 
 It approximates :func:`embed.standardize.standardize` rather than reproducing it bit for bit
 (nvJPEG/libjpeg's grey output and float rounding differ from OpenCV's RGB decode and grey
@@ -43,14 +44,28 @@ def default_device() -> str:
 
 
 def decode_jpegs(datas: Sequence[bytes], device: str) -> list[torch.Tensor]:
-    """JPEG bytes -> grey uint8 tensors [H,W] on ``device`` (one batched nvJPEG call on CUDA)."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    """JPEG bytes -> grey uint8 tensors [H,W] on ``device``: one batched nvJPEG call on CUDA, OpenCV on the CPU.
 
-    tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
-    if not tensors:
+    The CPU path decodes with OpenCV (libjpeg's grey output, as nvJPEG's) rather than
+    torchvision: loading torchvision's image library beside torch's and OpenCV's thread pools
+    made later forked DataLoader workers hang in ``cv2.setNumThreads`` (seen in the test suite).
+    """
+    if not datas:
         return []
-    out = decode_jpeg(tensors, mode=ImageReadMode.GRAY, device=device)
-    return [t[0] for t in out]
+    if str(device).startswith("cuda"):
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+        return [t[0] for t in decode_jpeg(tensors, mode=ImageReadMode.GRAY, device=device)]
+    import cv2
+
+    out = []
+    for d in datas:
+        img = cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise RuntimeError("OpenCV could not decode a JPEG")
+        out.append(torch.from_numpy(img))
+    return out
 
 
 def is_whole_jpeg(data: bytes | None) -> bool:
@@ -95,6 +110,17 @@ def standardize_tensor(grey: torch.Tensor, cfg: StandardizeConfig) -> torch.Tens
     return (out * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _standardize(grey: torch.Tensor, cfg: StandardizeConfig) -> np.ndarray:
+    """On CUDA the torch standardization; on the CPU the project's own (OpenCV/numpy), so that no torch
+    BLAS/OpenMP pool starts in a process that later forks DataLoader workers (they hung in the suite)."""
+    if grey.is_cuda:
+        return standardize_tensor(grey, cfg).cpu().numpy()
+    from embed.standardize import standardize
+    from embed.torchdata import to_uint8
+
+    return to_uint8(standardize(grey.numpy(), cfg))
+
+
 @dataclass
 class GpuJpegRunner:
     """A :class:`embed.pipeline.Runner` that decodes and standardizes JPEGs on ``device`` (CUDA when present)."""
@@ -124,7 +150,7 @@ class GpuJpegRunner:
                 try:
                     decoded = decode_jpegs([datas[j] for j in jpeg], device)
                     for j, grey in zip(jpeg, decoded):
-                        images[j] = standardize_tensor(grey, std_cfg).cpu().numpy()
+                        images[j] = _standardize(grey, std_cfg)
                         ok[j] = True
                 except RuntimeError as exc:  # one bad JPEG fails the batched call: the CPU path sorts it out
                     log.info("GPU JPEG batch decode failed (%s): these images go through the CPU reader", exc)

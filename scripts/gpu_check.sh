@@ -51,8 +51,8 @@ fi
 
 step "1. GPU-marked tests"
 # Without a GPU they skip, with one they must pass; exit code 5 (none collected) is not a failure.
-GPU_TESTS=tests
-[ "$DRY" = 1 ] && GPU_TESTS="tests/embed/test_gpu_jpeg.py tests/index/test_faiss_index.py"  # quicker collection
+GPU_TESTS="tests tests/embed/gpu_jpeg_checks.py"
+[ "$DRY" = 1 ] && GPU_TESTS="tests/embed/gpu_jpeg_checks.py tests/index/test_faiss_index.py"  # quicker collection
 # shellcheck disable=SC2086
 timeout 120 "$PY" -m pytest -q -m gpu $GPU_TESTS -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" || {
     rc=${PIPESTATUS[0]}; [ "$rc" = 5 ] || { echo "GPU tests failed (exit $rc)"; exit "$rc"; }; }
