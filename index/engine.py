@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embed.errors import IndexStateError
+from index.backend import describe, open_backend
 from index.errors import CaseNotFoundError, QueryError
-from index.faiss_index import VectorIndex, gpu_count, set_search_threads
-from index.filters import FilterColumns
+from index.faiss_index import VectorIndex, set_search_threads
+from index.filters import FilterColumns, filters_to_milvus, quote
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
+from index.prepared import PreparedQuery
 from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
-from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
 from index.voting import knn_vote, prognosis_summary
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
     from embed.inference import EmbeddedQuery, Embedder
+    from index.milvus_index import MilvusIndex
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class _Query:
 class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
-    def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
+    def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex | MilvusIndex,
                  table: VectorTable, embedder: Embedder) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
@@ -105,13 +107,13 @@ class SearchEngine:
         check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
         store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
         set_search_threads()
-        vindex = VectorIndex.load(index_dir, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
+        vindex = open_backend(index_dir, manifest, mmap=mmap)
         table = VectorTable(index_dir)
         if table.dim != manifest.embed_dim:
             raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
                                   f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
-        log.info("opened index %s: %d cases, %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
-                 manifest.index_type, manifest.model_sha256[:12])
+        log.info("opened index %s: %d cases, %s %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
+                 manifest.backend, manifest.index_type, manifest.model_sha256[:12])
         return cls(index_dir, manifest, store, vindex, table, embedder)
 
     def close(self) -> None:
@@ -138,6 +140,19 @@ class SearchEngine:
                 except Exception as exc:  # noqa: BLE001 - attention is a bonus for an id query
                     log.warning("attention for case %d unavailable: %s", cid, type(exc).__name__)
             return q
+        prepared = query if isinstance(query, PreparedQuery) else self.prepare(query)
+        if not prepared.embedded:
+            self.embed_prepared([prepared])
+        own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
+        patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
+        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient)
+        if with_attention:
+            q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
+            q.image = prepared.standardized
+        return q
+
+    def prepare(self, query: str | Path | bytes) -> PreparedQuery:
+        """Read, standardize and hash a query image without running the model (thread-safe)."""
         if isinstance(query, (str, Path)):
             if not Path(query).is_file():
                 raise QueryError(f"query image {query} not found; give an image file or an indexed case id")
@@ -146,14 +161,22 @@ class SearchEngine:
             raw = bytes(query)
         else:
             raise QueryError(f"a query is an image (path or bytes) or a case id, not {type(query).__name__}")
-        eq = self._embed_image(raw)
-        sha = hashlib.sha256(raw).hexdigest()
-        own = self.store.sha_to_id_one(sha)  # the very image is indexed: treat it as that case
-        patient = eq.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(eq.embedding, np.float32), own, patient)
-        if with_attention:
-            q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
-        return q
+        std, meta = self.embedder.prepare_image(raw)
+        return PreparedQuery(standardized=std, meta=meta, sha256=hashlib.sha256(raw).hexdigest())
+
+    def blank_query(self) -> PreparedQuery:
+        """A black standardized image, e.g. to warm the model up before the first request."""
+        size = int(self.embedder.std_cfg.size)
+        return PreparedQuery(standardized=np.zeros((size, size), np.float32), meta={}, sha256="")
+
+    def embed_prepared(self, batch: list[PreparedQuery]) -> None:
+        """One forward pass over all ``batch`` images; fills each one's embedding and attention."""
+        if not batch:
+            return
+        with self._model_lock:  # one forward at a time: torch on CPU already uses every core
+            emb, attn = self.embedder.embed_batch(np.stack([p.standardized for p in batch]))
+        for p, e, a in zip(batch, emb, attn):
+            p.embedding, p.attention = e, a
 
     def _neighbours(self, q: _Query, k: int, filters: SearchFilters | None, exclude_same_patient: bool,
                     same_patient_only: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -170,6 +193,8 @@ class SearchEngine:
         meta: dict[str, Any] = {"index_type": self.vindex.spec.type, "excluded": len(excluded), "exact": False}
         ex = np.fromiter(excluded, np.int64, len(excluded))
         fetch = self._fetch(k)
+        if self.vindex.kind == "milvus":
+            return self._pushed_down(q, k, fetch, filters if has_filters else None, ex, same_patient_only, meta)
         if same_patient_only or has_filters:
             if same_patient_only:
                 if not q.patient:
@@ -205,11 +230,30 @@ class SearchEngine:
             sims, ids = self.table.exact_search(q.vector, k, pool)
         return sims, ids, meta
 
-    def _fetch(self, k: int) -> int:
-        """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
-        return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type == "ivfpq" else k
+    def _pushed_down(self, q: _Query, k: int, fetch: int, filters: SearchFilters | None, ex: np.ndarray,
+                     same_patient_only: bool, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Milvus: filters, exclusions and the same-patient restriction become one boolean expression."""
+        clauses = [filters_to_milvus(filters)] if filters is not None else []
+        if same_patient_only:
+            if not q.patient:
+                raise QueryError("same-patient search needs a query whose patient is known: an indexed case "
+                                 "id, an indexed image, or a DICOM with a patient id")
+            clauses.append(f"patient == {quote(q.patient)}")
+        if len(ex):
+            clauses.append(f"id not in [{', '.join(str(int(i)) for i in np.sort(ex))}]")
+        expr = " and ".join(c for c in clauses if c)
+        sims, ids = self.vindex.search(q.vector, fetch, expr)
+        if fetch > k:  # compressed codes: re-score the candidates exactly
+            sims, ids = rerank(q.vector, ids, self.table.get(ids), k)
+            meta["reranked"] = int(len(ids))
+        meta.update({"exact": self.vindex.spec.type == "flat", "filter": bool(expr)})
+        return sims, ids, meta
 
-    def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
+    def _fetch(self, k: int) -> int:
+        """How many candidates to ask the index for (more for IVF-PQ codes, re-ranked exactly)."""
+        return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type in ("ivfpq", "gpu_ivf_pq") else k
+
+    def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,
                with_attention: bool = True) -> SearchResult:
         """The k most similar cases with their vote, prognosis summary and the query's attention map."""
@@ -227,11 +271,11 @@ class SearchEngine:
         return SearchResult(hits=hits, vote=knn_vote(hits), prognosis=prognosis_summary(hits),
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta)
 
-    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
+    def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1])."""
         return self.search(query, k=k, filters=filters, with_attention=False).vote
 
-    def embed(self, query: str | Path | bytes | int) -> np.ndarray:
+    def embed(self, query: str | Path | bytes | int | PreparedQuery) -> np.ndarray:
         """The query's unit embedding [D] (the stored one for a case id)."""
         return self._resolve(query, with_attention=False).vector
 
@@ -269,7 +313,7 @@ class SearchEngine:
             model_sha256=self.manifest.model_sha256,
             std_config=self.manifest.std_config,
             vectors=self.vindex.ntotal,
-            faiss_device="gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
+            **describe(self.vindex),
             size_bytes=disk_size(self.index_dir),
             updated_unix=self.manifest.updated_unix,
         )

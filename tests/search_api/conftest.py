@@ -84,14 +84,20 @@ class TinyIndex:
     corpus: Path
     checkpoint: Path
     engine: Any
+    backend: str = "faiss"
 
     def image(self, name: str = "gen_00_0.png") -> bytes:
         return (self.corpus / "images" / name).read_bytes()
 
 
-@pytest.fixture(scope="session")
-def tiny_index(tmp_path_factory) -> Iterator[TinyIndex]:
-    """Build the index once; share one opened SearchEngine between the tests' apps."""
+@pytest.fixture(scope="session", params=["faiss", "milvus"])
+def tiny_index(request, tmp_path_factory) -> Iterator[TinyIndex]:
+    """Build the index once per backend (FAISS, Milvus Lite); share one opened SearchEngine between the apps.
+
+    Every API test runs over both backends: the service must not notice where the vectors live.
+    """
+    if request.param == "milvus":
+        pytest.importorskip("pymilvus", reason="pymilvus/milvus-lite not installed: pip install 'cxr-search[distributed]'")
     import torch
 
     from embed.models import create_model, save_checkpoint
@@ -107,10 +113,10 @@ def tiny_index(tmp_path_factory) -> Iterator[TinyIndex]:
     ckpt = tmp / "tiny.pt"
     save_checkpoint(ckpt, model, std_cfg=StandardizeConfig(size=SIZE), labels=FINDINGS)
     out = tmp / "index"
-    build_index([f"covid-chestxray:{corpus}"], out, model=ckpt, workers=0, progress=False)
+    build_index([f"covid-chestxray:{corpus}"], out, model=ckpt, workers=0, progress=False, backend=request.param)
     engine = SearchEngine.open(out, model_path=ckpt)
     try:
-        yield TinyIndex(out, corpus, ckpt, engine)
+        yield TinyIndex(out, corpus, ckpt, engine, request.param)
     finally:
         engine.close()
 
@@ -190,6 +196,30 @@ def png_declaring(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+#: Batched and single forward passes differ by float32 rounding (oneDNN picks kernels by batch
+#: size: at most ~1e-7 on the embeddings); answers are compared to well above that.
+TOL = 1e-5
+
+
+def same_answer(a: dict, b: dict) -> None:
+    """Same hits in the same order and the same vote, up to float32 rounding (and exact ties)."""
+    assert a["count"] == b["count"]
+    sims_a = [h["similarity"] for h in a["hits"]]
+    sims_b = [h["similarity"] for h in b["hits"]]
+    assert sims_a == pytest.approx(sims_b, abs=TOL)
+    by_id_a = {h["case"]["id"]: h["similarity"] for h in a["hits"]}
+    by_id_b = {h["case"]["id"]: h["similarity"] for h in b["hits"]}
+    for ha, hb in zip(a["hits"], b["hits"]):
+        if ha["case"]["id"] != hb["case"]["id"]:  # only a tie may swap two hits
+            assert abs(ha["similarity"] - hb["similarity"]) < TOL
+    for cid in set(by_id_a) ^ set(by_id_b):  # only a tie at the k-th place may swap a hit out
+        assert abs(by_id_a.get(cid, by_id_b.get(cid)) - sims_a[-1]) < TOL
+    assert a["vote"].keys() == b["vote"].keys()
+    for name in a["vote"]:
+        assert a["vote"][name] == pytest.approx(b["vote"][name], abs=TOL)
+    assert a["prognosis"] == b["prognosis"]
 
 
 @pytest.fixture()
