@@ -20,6 +20,7 @@ import numpy as np
 from embed.errors import IndexStateError
 from index.errors import CaseNotFoundError, QueryError
 from index.faiss_index import VectorIndex, gpu_count, set_search_threads
+from index.generations import PinnedGeneration, pin
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
@@ -60,16 +61,20 @@ class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
-                 table: VectorTable, embedder: Any) -> None:
+                 table: VectorTable, embedder: Any, pinned: PinnedGeneration | None = None) -> None:
         self.index_dir = index_dir
+        # The one generation every part below comes from; writers keep it on disk while pinned.
+        self._pinned = pinned
+        self.generation = pinned.name if pinned is not None else ""
+        self._size_bytes = disk_size(pinned.path if pinned is not None else index_dir)
         self.manifest = manifest
         self.store = store
         self.vindex = vindex
         self.table = table
         self.embedder = embedder
         self._model_lock = threading.Lock()
-        # The folder never changes under an open engine (edits swap in a new folder), so the
-        # tombstones are read once instead of scanning the table on every query.
+        # A generation never changes (edits make a new one), so the tombstones are read once
+        # instead of scanning the table on every query.
         self._deleted = frozenset(store.deleted_ids().tolist())
         self._columns: Any = None
         self._columns_lock = threading.Lock()
@@ -93,25 +98,36 @@ class SearchEngine:
         from index.builder import open_embedder
 
         index_dir = Path(index_dir).resolve()
-        manifest = Manifest.read(index_dir)
-        if embedder is None:
-            if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
-                model_path = manifest.model_path
-            embedder = open_embedder(model_path, device=device)
-        check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
-        store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
-        set_search_threads()
-        vindex = VectorIndex.load(index_dir, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
-        table = VectorTable(index_dir)
-        if table.dim != manifest.embed_dim:
-            raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
-                                  f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
-        log.info("opened index %s: %d cases, %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
-                 manifest.index_type, manifest.model_sha256[:12])
-        return cls(index_dir, manifest, store, vindex, table, embedder)
+        pinned = pin(index_dir)
+        try:
+            pinned.verify()  # checksums of every file + SQLite quick_check: damage is an error now, not later
+            gen = pinned.path
+            manifest = Manifest.read(gen)
+            if embedder is None:
+                if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
+                    model_path = manifest.model_path
+                embedder = open_embedder(model_path, device=device)
+            check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
+                             index_dir=index_dir)
+            store = SQLiteStore(gen / STORE_FILE, read_only=True)
+            set_search_threads()
+            vindex = VectorIndex.load(gen, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
+            table = VectorTable(gen)
+            if table.dim != manifest.embed_dim:
+                raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
+                                      f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
+        except BaseException:
+            pinned.close()
+            raise
+        log.info("opened index %s (generation %s): %d cases, %s index, model %s…", index_dir, pinned.name,
+                 manifest.counts.get("cases", 0), manifest.index_type, manifest.model_sha256[:12])
+        return cls(index_dir, manifest, store, vindex, table, embedder, pinned=pinned)
 
     def close(self) -> None:
+        """Release the SQLite snapshot and the pin (writers may then delete this generation)."""
         self.store.close()
+        if self._pinned is not None:
+            self._pinned.close()
 
     # -- queries -----------------------------------------------------------------------------
     def _embed_image(self, src: Any) -> Any:
@@ -266,7 +282,8 @@ class SearchEngine:
             "std_config": self.manifest.std_config,
             "vectors": self.vindex.ntotal,
             "faiss_device": "gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
-            "size_bytes": disk_size(self.index_dir),
+            "size_bytes": self._size_bytes,
+            "generation": self.generation,
             "updated_unix": self.manifest.updated_unix,
         })
         return s
