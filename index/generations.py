@@ -319,3 +319,21 @@ def writing(index_dir: str | Path, *, lock_timeout: float | None = None, create:
         w = Writer(index_dir)
         clean(index_dir, keep=w.pointer.generation if w.pointer else None)
         yield w
+
+
+def verify_index(index_dir: str | Path) -> dict[str, object]:
+    """``cxr index verify``: the live generation's files against their checksums, and SQLite's quick_check."""
+    index_dir = Path(index_dir).resolve()
+    try:
+        pinned = pin(index_dir)
+    except IndexCorruptError as exc:
+        return {"index": str(index_dir), "ok": False, "generation": None, "files": {}, "sqlite_quick_check": "not checked",
+                "problems": [str(exc)], "notes": []}
+    try:
+        from index.integrity import verify_generation
+
+        rep = verify_generation(pinned.path, manifest_sha256=pinned.pointer.manifest_sha256, generation=pinned.name)
+    finally:
+        pinned.close()
+    others = [n for n in _generations(index_dir) if n != pinned.name]
+    return {"index": str(index_dir), **rep.to_dict(), "other_generations": others}
