@@ -111,6 +111,7 @@ def test_a_kill_at_every_step_leaves_the_old_or_the_new_index(op, old, new, fork
         shutil.rmtree(index)
         if proc.exitcode == 0:
             break
+    print(op, "kill points:", len(outcomes) - 1, outcomes)
     assert proc.exitcode == 0, "the change never completed"
     assert len(outcomes) >= 9  # every step was a kill point: lock, staging, files, seal, rename, pointer, cleanup
     assert outcomes[0] == old and outcomes[-1] == new and old in outcomes[:-1]
