@@ -29,13 +29,11 @@ import fcntl
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -44,12 +42,14 @@ from index.errors import IndexCorruptError, IndexMissingError
 from index.integrity import check_generation, fsync_dir, seal
 from index.lock import LOCK_FILE, OWNER_FILE, writer_lock
 from index.manifest import MANIFEST_FILE
+from index.pointer import CURRENT_FILE, GEN_RE, LEGACY, Pointer, generation_path, live_generation, read_pointer
+
+__all__ = ["CURRENT_FILE", "LEGACY", "Pointer", "generation_path", "live_generation", "read_pointer", "pin",
+           "writing", "verify_index", "crash_point", "PinnedGeneration"]
 
 log = logging.getLogger(__name__)
 
-CURRENT_FILE = "CURRENT"
-LEGACY = "legacy"  # the generation name of a pre-generation folder (files directly in DIR)
-_GEN_RE = re.compile(r"^gen-(\d{6,})$")
+_GEN_RE = GEN_RE
 _LEGACY_FILES = ("manifest.json", "store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "index.faiss",
                  "vectors.npy", "ids.npy")
 #: Fault injection for the crash tests: ``CXR_INDEX_CRASH_AT=N`` kills the process (os._exit) at
@@ -69,56 +69,6 @@ def crash_point(step: str) -> None:
         sys.stderr.write(f"crash injected at point {_crash_counter}: {step}\n")
         sys.stderr.flush()
         os._exit(137)
-
-
-@dataclass(frozen=True)
-class Pointer:
-    """What ``CURRENT`` says: the live generation and its manifest's sha256 (None for a legacy folder)."""
-
-    generation: str
-    manifest_sha256: str | None = None
-
-
-def read_pointer(index_dir: str | Path) -> Pointer | None:
-    """The live generation of ``index_dir``; None when the folder holds no index (yet)."""
-    index_dir = Path(index_dir)
-    try:
-        raw = (index_dir / CURRENT_FILE).read_text()
-    except FileNotFoundError:
-        return Pointer(LEGACY) if (index_dir / MANIFEST_FILE).is_file() else None
-    except NotADirectoryError:
-        return None
-    try:
-        d = json.loads(raw)
-        ptr = Pointer(str(d["generation"]), str(d["manifest_sha256"]))
-    except (ValueError, KeyError, TypeError):
-        raise IndexCorruptError(f"index {index_dir}: {CURRENT_FILE} is damaged; restore the folder from a backup "
-                                f"or rebuild it with `cxr index build --out {index_dir} ...`") from None
-    if not _GEN_RE.match(ptr.generation):
-        raise IndexCorruptError(f"index {index_dir}: {CURRENT_FILE} names no generation ({ptr.generation[:40]!r})")
-    return ptr
-
-
-def generation_path(index_dir: Path, ptr: Pointer) -> Path:
-    return index_dir if ptr.generation == LEGACY else index_dir / ptr.generation
-
-
-def live_generation(index_dir: str | Path) -> tuple[Path, Pointer]:
-    """Folder and pointer of the live generation; IndexMissingError when there is none."""
-    index_dir = Path(index_dir).resolve()
-    if not index_dir.is_dir():
-        raise IndexMissingError(f"index folder {index_dir} not found: build one with "
-                                f"`cxr index build --out {index_dir} KIND:PATH ...`")
-    ptr = read_pointer(index_dir)
-    if ptr is None:
-        raise IndexMissingError(f"{index_dir} holds no index (no {CURRENT_FILE} or {MANIFEST_FILE}): it is not an "
-                                f"index folder or its first build did not finish; build it with "
-                                f"`cxr index build --out {index_dir} KIND:PATH ...`")
-    path = generation_path(index_dir, ptr)
-    if not (path / MANIFEST_FILE).is_file():
-        raise IndexMissingError(f"index {index_dir}: generation {ptr.generation} named by {CURRENT_FILE} is missing; "
-                                "restore the folder from a backup or rebuild it with `cxr index build`")
-    return path, ptr
 
 
 class PinnedGeneration:

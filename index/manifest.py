@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from embed.errors import ConfigMismatchError, IndexStateError
+from index.pointer import CURRENT_FILE, MANIFEST_FILE, live_generation
 
-MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 2  # 2: generations (files checksums, next_id); 1 is still read
 
 
@@ -55,9 +55,7 @@ class Manifest(BaseModel):
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:
         """The manifest of a generation folder, or of the live generation when given an index folder."""
-        if (Path(folder) / "CURRENT").is_file():
-            from index.generations import live_generation  # imports this module
-
+        if (Path(folder) / CURRENT_FILE).is_file():
             folder = live_generation(folder)[0]
         path = Path(folder) / MANIFEST_FILE
         if not Path(folder).is_dir():
