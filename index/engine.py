@@ -80,6 +80,11 @@ class SearchEngine:
         self._columns_lock = threading.Lock()
 
     @property
+    def pointer(self) -> Any:
+        """The pinned generation's pointer (name and manifest checksum), None for an engine built by hand."""
+        return self._pinned.pointer if self._pinned is not None else None
+
+    @property
     def columns(self) -> Any:
         """In-memory filter columns, loaded on the first filtered query (one table scan)."""
         with self._columns_lock:

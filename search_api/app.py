@@ -2,12 +2,14 @@
 
 ``create_app()`` reads :class:`APISettings` (or takes them, for tests), refuses
 an unauthenticated service off loopback, and loads the :class:`SearchEngine`
-once in the lifespan; all requests share it read-only. Run it with
+in the lifespan; all requests share it read-only, and it follows the index's
+newer generations between requests (search_api.live). Run it with
 ``cxr serve`` or ``uvicorn --factory search_api.app:create_app``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +20,9 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from embed.errors import CXRError
 from search_api.audit import AuditMiddleware
-from search_api.errors import install_error_handlers, redact_paths
+from search_api.live import GenerationHeaderMiddleware, LiveIndex
+from search_api.errors import install_error_handlers
 from search_api.routes import cases, health, search, stats
 from search_api.security import check_bind_policy, require_api_key
 from search_api.settings import APISettings, get_api_settings
@@ -56,10 +58,26 @@ def _model_name(engine: Any) -> str | None:
     return None
 
 
-def _open_engine(settings: APISettings) -> Any:
+def _open_engine(settings: APISettings, previous: Any = None) -> Any:
+    """Open the index's live generation; a reload re-uses the model already loaded when it still fits."""
+    from embed.errors import ConfigMismatchError
     from index.engine import SearchEngine
 
+    if previous is not None and getattr(previous, "embedder", None) is not None:
+        try:
+            return SearchEngine.open(settings.index_dir, embedder=previous.embedder)
+        except ConfigMismatchError:
+            log.info("the new index generation was built with another model: loading it")
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
+
+
+def _mirror(app: FastAPI) -> Any:
+    """What LiveIndex calls on every switch: keep app.state's engine, reason and model info in step."""
+    def on_change(engine: Any, reason: str | None) -> None:
+        app.state.engine, app.state.engine_error = engine, reason
+        app.state.model_sha = _short_sha(engine) if engine is not None else None
+        app.state.model_name = _model_name(engine) if engine is not None else None
+    return on_change
 
 
 @asynccontextmanager
@@ -74,13 +92,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.index_dir is None:
             app.state.engine_error = "index_state: no index configured (set CXR_API_INDEX_DIR or cxr serve --index)"
         else:
-            try:
-                app.state.engine = await anyio.to_thread.run_sync(_open_engine, settings)
-            except CXRError as exc:
-                app.state.engine_error = f"{exc.code}: {redact_paths(str(exc))}"
-            except Exception:  # noqa: BLE001 - keep serving /health; the trace goes to the server log only
-                log.exception("the search engine could not be loaded")
-                app.state.engine_error = "engine_error: the index could not be loaded (see the server log)"
+            live = LiveIndex(settings.index_dir, functools.partial(_open_engine, settings), _mirror(app))
+            await anyio.to_thread.run_sync(live.load)
+            app.state.live = live
         if app.state.engine_error:
             log.error("index not loaded: %s", app.state.engine_error)
     engine = app.state.engine
@@ -95,8 +109,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
-        if given is None and engine is not None and hasattr(engine, "close"):
-            engine.close()
+        live = getattr(app.state, "live", None)
+        if live is not None:
+            live.close()
+            app.state.live = None
         app.state.engine = given
 
 
@@ -110,6 +126,7 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     app.state.settings = settings
     app.state.api_keys = keys
     app.state.engine = engine
+    app.state.live = None  # set in the lifespan when the app opens the index itself (search_api.live)
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
     app.state.executor = None
@@ -126,5 +143,6 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(GenerationHeaderMiddleware)
     app.add_middleware(AuditMiddleware)
     return app

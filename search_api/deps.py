@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Iterator
 from typing import Any, Callable, Literal, TypeVar
 
 import anyio.to_thread
@@ -27,13 +28,24 @@ LIST_FIELDS = ("view", "source", "finding")
 SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention")
 
 
-def get_engine(request: Request) -> Any:
-    """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
-        reason = getattr(request.app.state, "engine_error", None) or "the index is not loaded"
-        raise IndexStateError(f"index not loaded: {reason}")
-    return engine
+def get_engine(request: Request) -> Iterator[Any]:
+    """The SearchEngine for this request, or 503 with the (path-free) reason it is missing.
+
+    The request keeps that engine (one index generation) from start to end, even if the
+    server switches to a newer generation meanwhile (search_api.live).
+    """
+    live = getattr(request.app.state, "live", None)
+    if live is None:  # an engine handed to create_app (tests, embedding apps)
+        engine = getattr(request.app.state, "engine", None)
+        if engine is None:
+            reason = getattr(request.app.state, "engine_error", None) or "the index is not loaded"
+            raise IndexStateError(f"index not loaded: {reason}")
+        request.state.index_generation = getattr(engine, "generation", None)
+        yield engine
+        return
+    with live.lease() as engine:
+        request.state.index_generation = getattr(engine, "generation", None)
+        yield engine
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

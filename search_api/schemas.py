@@ -35,7 +35,8 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     index_loaded: bool
-    reason: str | None = Field(None, description="why the index is not loaded (no file paths)")
+    reason: str | None = Field(None, description="short code and why the index is not loaded, or why its newer "
+                               "generation could not be loaded (no file paths): index_missing, index_corrupt, ...")
     version: str
 
     model_config = ConfigDict(json_schema_extra={"examples": [
