@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from embed.errors import IndexStateError
 from embed.pipeline import embed_paths
 from index.embedding import hash_files
 from index.faiss_index import VectorIndex
-from index.generations import crash_point, live_generation, pin, writing
-from index.layout import disk_size
-from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
+from index.generations import crash_point, live_generation, writing
+from index.manifest import Manifest, check_compatible, std_dict, std_fingerprint
 from index.selection import IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
 from index.vectors import VectorTable, save_vectors
@@ -402,36 +400,3 @@ def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_
                          seconds=time.time() - t0)
     log.info("rebuilt %s: %d cases, %d tombstones dropped, %s index", index_dir, len(live), len(dead), spec.type)
     return report
-
-
-def index_stats(index_dir: str | Path) -> dict[str, Any]:
-    """Counts per source, finding, view and sex; index type and parameters; size on disk."""
-    pinned = pin(index_dir)
-    try:
-        pinned.verify()
-        gen_dir = pinned.path
-        manifest = Manifest.read(gen_dir)
-        store = SQLiteStore(gen_dir / STORE_FILE, read_only=True)
-        try:
-            stats = store.stats()
-        finally:
-            store.close()
-        size = disk_size(gen_dir)
-    finally:
-        pinned.close()
-    if not (gen_dir / "index.faiss").is_file():
-        raise IndexStateError(f"{index_dir} has no index.faiss; rebuild it with `cxr index build`")
-    return {
-        **stats,
-        "index_type": manifest.index_type,
-        "index_params": manifest.index_params,
-        "embed_dim": manifest.embed_dim,
-        "model_sha256": manifest.model_sha256,
-        "std_config": manifest.std_config,
-        "format_version": manifest.format_version,
-        "created_unix": manifest.created_unix,
-        "updated_unix": manifest.updated_unix,
-        "size_bytes": size,
-        "generation": pinned.name,
-        "next_id": manifest.next_id,
-    }

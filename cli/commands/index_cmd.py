@@ -162,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
                                     lock_timeout=args.lock_timeout)
         print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
     elif action == "stats":
-        st = builder.index_stats(args.index)
+        from index.describe import index_stats
+
+        st = index_stats(args.index)
         if args.json:
             print(json.dumps(st, indent=2))
         else:

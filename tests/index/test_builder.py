@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from embed.errors import ConfigMismatchError, IndexStateError
-from index.builder import add_to_index, build_index, index_stats, rebuild_index, remove_from_index
+from index.builder import add_to_index, build_index, rebuild_index, remove_from_index
+from index.describe import index_stats
 from index.engine import SearchEngine
 from index.faiss_index import VectorIndex
 from index.generations import live_generation

@@ -17,7 +17,8 @@ import pytest
 
 from cli.main import main
 from embed.errors import IndexStateError
-from index.builder import add_to_index, build_index, index_stats, rebuild_index, remove_from_index
+from index.builder import add_to_index, build_index, rebuild_index, remove_from_index
+from index.describe import index_stats
 from index.engine import SearchEngine
 from index.errors import IndexCorruptError, IndexMissingError
 from index.generations import CRASH_ENV, live_generation, read_pointer
