@@ -95,8 +95,15 @@ class PinnedGeneration:
 def pin(index_dir: str | Path, attempts: int = 20) -> PinnedGeneration:
     """Pin the live generation (shared flock on its manifest), retrying if a writer just replaced it."""
     index_dir = Path(index_dir).resolve()
-    for _ in range(attempts):
-        path, ptr = live_generation(index_dir)
+    for attempt in range(attempts):
+        before = read_pointer(index_dir) if index_dir.is_dir() else None
+        try:
+            path, ptr = live_generation(index_dir)
+        except IndexMissingError:
+            # A writer may have switched CURRENT and removed the generation we had just read: read again.
+            if attempt + 1 < attempts and index_dir.is_dir() and read_pointer(index_dir) != before:
+                continue
+            raise
         mpath = path / MANIFEST_FILE
         try:
             fh = open(mpath, "rb")

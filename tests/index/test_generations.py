@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -175,6 +176,30 @@ def test_an_open_engine_keeps_its_generation_until_closed(index_copy, embedder):
     fresh = SearchEngine.open(index_copy, embedder=embedder)
     assert fresh.stats()["cases"] == 19 and fresh.get_case(1) is None
     fresh.close()
+
+
+def test_readers_opening_while_a_writer_commits_never_fail(index_copy):
+    errors: list[str] = []
+    counts: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                counts.append(count(index_copy))
+            except Exception as exc:  # noqa: BLE001 - collected, asserted below
+                errors.append(repr(exc))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(1, 9):
+            remove_from_index(index_copy, ids=[i])
+    finally:
+        stop.set()
+        t.join(60)
+    assert not errors and counts and set(counts) <= set(range(22, 31))
+    assert count(index_copy) == 22
 
 
 # -- corruption ---------------------------------------------------------------------------------
