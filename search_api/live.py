@@ -67,7 +67,7 @@ class LiveIndex:
     def _current_pointer(self) -> Pointer | None:
         try:
             return read_pointer(self.index_dir) if self.index_dir.is_dir() else None
-        except CXRError:
+        except (CXRError, OSError):  # a damaged or unreadable pointer: the load attempt reports why
             return Pointer("damaged")
 
     def _load(self, wanted: Pointer | None) -> None:
