@@ -9,8 +9,8 @@ cases always come from one generation. The generation is sent back in ``X-Index-
 
 If the folder disappears or holds no index, the engine is dropped at once: ``/health`` says
 ``index_missing`` and ``/v1`` answers 503, never answers from a deleted index. If a new
-generation cannot be opened (damaged), the old one keeps being served and ``/health`` gives the
-reason; a later good generation is picked up as usual.
+generation cannot be opened (damaged), the old one keeps being served and ``/health`` says
+``reload_failed:<code>``; a later good generation is picked up as usual.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ GENERATION_HEADER = "X-Index-Generation"
 
 
 def reason_of(exc: BaseException) -> str:
-    """``code: message`` without file paths (what /health and 503s show)."""
-    if isinstance(exc, CXRError):
-        return f"{exc.code}: {redact_paths(str(exc))}"
-    return "engine_error: the index could not be loaded (see the server log)"
+    """The short code /health and the 503s show (details go to the server log only)."""
+    return exc.code if isinstance(exc, CXRError) else "engine_error"
 
 
 class LiveIndex:
@@ -74,15 +72,15 @@ class LiveIndex:
         previous = self._engine
         try:
             engine = self._open(previous)
-        except Exception as exc:  # noqa: BLE001 - reported on /health; the trace goes to the server log only
+        except Exception as exc:  # noqa: BLE001 - a short code on /health; the details in the server log only
             if not isinstance(exc, CXRError):
                 log.exception("the search engine could not be loaded")
             reason = reason_of(exc)
             with self._lock:
                 self._pointer, self._loading = wanted, False
-                self.reason = reason if previous is None else f"reload_failed: {reason}"
-            log.error("index generation not loaded: %s%s", reason,
-                      "; still serving the previous one" if previous is not None else "")
+                self.reason = reason if previous is None else f"reload_failed:{reason}"
+            log.error("index %snot loaded (%s): %s%s", "generation " if previous is not None else "", reason,
+                      redact_paths(str(exc)), "; still serving the previous one" if previous is not None else "")
             self._on_change(self._engine, self.reason)
             return
         with self._lock:
@@ -98,7 +96,7 @@ class LiveIndex:
         with self._lock:
             if now is None:
                 if self._engine is not None or self._pointer is not None:
-                    self._drop("index_missing: the index folder was removed or holds no index")
+                    self._drop("index_missing")
                 return
             if now == self._pointer or self._loading:
                 return
@@ -106,7 +104,7 @@ class LiveIndex:
         threading.Thread(target=self._load, args=(now,), name="cxr-index-reload", daemon=True).start()
 
     def _drop(self, reason: str) -> None:
-        log.error("index no longer served: %s", reason)
+        log.error("index no longer served (%s): the folder was removed or holds no index", reason)
         self._retire(self._engine)
         self._engine, self._pointer, self.reason = None, None, reason
         self._on_change(None, reason)
@@ -119,10 +117,10 @@ class LiveIndex:
         with self._lock:
             engine = self._engine
             if engine is None:
-                err = IndexStateError(f"index not loaded: {self.reason or 'the index is not loaded'}")
-                code = (self.reason or "").split(":", 1)[0]
-                if code.startswith("index_"):
-                    err.code = code  # the 503 carries the same short code as /health (index_missing, ...)
+                reason = self.reason or "loading"
+                err = IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
+                if reason.startswith("index_"):
+                    err.code = reason  # the 503 carries the same short code as /health (index_missing, ...)
                 raise err
             self._leases[id(engine)] = self._leases.get(id(engine), 0) + 1
         try:

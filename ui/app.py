@@ -20,7 +20,7 @@ from PIL import Image
 
 from ui import render
 from ui.client import APIError, CXRClient, SearchParams
-from ui.components import results, sidebar
+from ui.components import pacs, results, sidebar
 
 log = logging.getLogger("ui.app")
 
@@ -31,14 +31,18 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 class Query:
     """What to search with: uploaded bytes (kept in memory only) or an indexed case id."""
 
-    kind: str  # "upload" | "example"
+    kind: str  # "upload" | "example" | "pacs"
     data: bytes = b""
     name: str = "query"
     case_id: int | None = None
+    handle: str | None = None  # a PACS study handle (keyed hash, from the API)
+    store: bool = False
 
     def key(self) -> tuple:
         if self.kind == "upload":
             return ("upload", hashlib.sha256(self.data).hexdigest())
+        if self.kind == "pacs":
+            return ("pacs", self.handle, self.store)
         return ("example", self.case_id)
 
 
@@ -95,7 +99,11 @@ def example_cases(_client: CXRClient, base_url: str, candidates: tuple[int, ...]
 
 def choose_query(client: CXRClient, stats: dict | None) -> Query | None:
     """The query: an uploaded file (bytes in memory) or an indexed case id; None if none yet."""
-    mode = st.radio("Query", ["Upload an image", "Example from the index"], horizontal=True, key="query_mode")
+    mode = st.radio("Query", ["Upload an image", "Example from the index", "From PACS"], horizontal=True,
+                    key="query_mode")
+    if mode == "From PACS":
+        picked = pacs.choose_study(client)
+        return Query("pacs", handle=picked[0], store=picked[1]) if picked else None
     if mode == "Upload an image":
         up = st.file_uploader(
             "Chest X-ray: PNG, JPEG or DICOM (.dcm or no extension)", type=None, key="upload",
@@ -122,6 +130,8 @@ def run_search(client: CXRClient, query: Query, params: SearchParams) -> dict | 
         with st.spinner("Searching similar cases..."):
             if query.kind == "upload":
                 result = client.search(query.data, params, filename=query.name)
+            elif query.kind == "pacs":
+                result = client.search_pacs(str(query.handle), params, store=query.store)
             else:
                 result = client.similar(query.case_id, params)
                 if not result.get("query_png"):
@@ -174,6 +184,9 @@ def main() -> None:
     result = run_search(client, query, params)
     if result is None:
         return
+    if result.get("kos_stored"):
+        st.success(f"Key-object note stored in the PACS ({result.get('kos_referenced', 0)} similar cases "
+                   "of the PACS referenced).")
     left, right = st.columns([1, 1])
     with left:
         query_img = show_query(result)

@@ -5,18 +5,19 @@ Ids are integers looked up in the store; no client value ever becomes a path.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.params import (MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery, SamePatientQuery,
+                               SexQuery)
 from search_api.results import case_out, search_response
 from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
 from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
-CaseId = Path(ge=0, description="integer case id as returned in hits", examples=[17])
 
 
 def _get_case(engine: Any, case_id: int) -> Any:
@@ -28,7 +29,7 @@ def _get_case(engine: Any, case_id: int) -> Any:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, case_id: int = CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
+async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -40,8 +41,9 @@ async def get_case(request: Request, case_id: int = CaseId, engine: Any = Depend
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
-    case_id: int = CaseId,
-    size: int | None = Query(None, ge=16, description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
+    case_id: CaseId,
+    size: int | None = Query(None, ge=MIN_THUMB_SIZE,
+                             description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
     engine: Any = Depends(get_engine),
     settings: APISettings = Depends(get_api_settings),
 ) -> Response:
@@ -62,16 +64,16 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
-    case_id: int = CaseId,
-    k: int = Query(10, ge=1),
-    view: list[str] | None = Query(None),
-    sex: Literal["M", "F"] | None = Query(None),
-    age_min: float | None = Query(None, ge=0, le=130),
-    age_max: float | None = Query(None, ge=0, le=130),
-    source: list[str] | None = Query(None),
-    finding: list[str] | None = Query(None),
-    same_patient: Literal["exclude", "include", "only"] = Query("exclude"),
-    attention: bool = Query(False),
+    case_id: CaseId,
+    k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
+    view: ListQuery = None,
+    sex: SexQuery = None,
+    age_min: AgeQuery = None,
+    age_max: AgeQuery = None,
+    source: ListQuery = None,
+    finding: ListQuery = None,
+    same_patient: SamePatientQuery = "exclude",
+    attention: FlagQuery = False,
     engine: Any = Depends(get_engine),
     settings: APISettings = Depends(get_api_settings),
 ) -> SearchResponse:

@@ -144,7 +144,7 @@ def test_four_clients_never_see_a_mix_while_the_index_changes(served):
     # The folder removed: /health says so and /v1 answers 503, not 500.
     shutil.rmtree(index)
     health = httpx.get(f"{url}/health", timeout=10).json()
-    assert health["index_loaded"] is False and health["reason"].startswith("index_missing")
+    assert health["index_loaded"] is False and health["reason"] == "index_missing"
     r = httpx.get(f"{url}/v1/stats", headers={"X-API-Key": API_KEY}, timeout=10)
     assert r.status_code == 503 and r.json()["error"] and str(index) not in r.text
 
@@ -163,8 +163,7 @@ def test_damaged_index_is_reported_at_start_and_a_damaged_new_generation_is_not_
     settings = APISettings(index_dir=index, model_path=tiny_index.checkpoint, api_keys=API_KEY)
     with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as c:
         health = c.get("/health").json()
-        assert health["index_loaded"] is False and health["reason"].startswith("index_corrupt")
-        assert "index.faiss" in health["reason"] and str(index) not in health["reason"]
+        assert health["index_loaded"] is False and health["reason"] == "index_corrupt"
         r = c.get("/v1/stats", headers={"X-API-Key": API_KEY})
         assert r.status_code == 503 and r.json()["error"] == "index_corrupt"
 
@@ -179,7 +178,7 @@ def test_damaged_index_is_reported_at_start_and_a_damaged_new_generation_is_not_
         data = bytearray(new_faiss.read_bytes())
         data[200:260] = bytes(60)
         new_faiss.write_bytes(bytes(data))
-        wait_until(lambda: (c.get("/health").json()["reason"] or "").startswith("reload_failed: index_corrupt"),
+        wait_until(lambda: (c.get("/health").json()["reason"] or "")== "reload_failed:index_corrupt",
                    "the damaged generation was not reported")
         r = c.get("/v1/stats")
         assert r.status_code == 200 and r.json()["cases"] == 24 and r.headers[HEADER] == first.headers[HEADER]
