@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from embed.errors import ModelError
+from embed.standardize import StandardizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Embedder:
     def __init__(
         self,
         model: torch.nn.Module,
-        std_cfg: Any,
+        std_cfg: StandardizeConfig,
         *,
         model_sha256: str = "",
         labels: list[str] | None = None,

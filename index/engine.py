@@ -13,21 +13,25 @@ import hashlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embed.errors import IndexStateError
 from index.errors import CaseNotFoundError, QueryError
 from index.faiss_index import VectorIndex, gpu_count, set_search_threads
-from index.generations import PinnedGeneration, pin
+from index.generations import PinnedGeneration, Pointer, pin
+from index.filters import FilterColumns
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
-from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
+from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
 from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
 from index.voting import knn_vote, prognosis_summary
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.inference import EmbeddedQuery, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
-                 table: VectorTable, embedder: Any, pinned: PinnedGeneration | None = None) -> None:
+                 table: VectorTable, embedder: Embedder, pinned: PinnedGeneration | None = None) -> None:
         self.index_dir = index_dir
         # The one generation every part below comes from; writers keep it on disk while pinned.
         self._pinned = pinned
@@ -76,16 +80,16 @@ class SearchEngine:
         # A generation never changes (edits make a new one), so the tombstones are read once
         # instead of scanning the table on every query.
         self._deleted = frozenset(store.deleted_ids().tolist())
-        self._columns: Any = None
+        self._columns: FilterColumns | None = None
         self._columns_lock = threading.Lock()
 
     @property
-    def pointer(self) -> Any:
+    def pointer(self) -> Pointer | None:
         """The pinned generation's pointer (name and manifest checksum), None for an engine built by hand."""
         return self._pinned.pointer if self._pinned is not None else None
 
     @property
-    def columns(self) -> Any:
+    def columns(self) -> FilterColumns:
         """In-memory filter columns, loaded on the first filtered query (one table scan)."""
         with self._columns_lock:
             if self._columns is None:
@@ -94,7 +98,7 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str | None = None, *,
-             embedder: Any = None, mmap: bool | None = None) -> SearchEngine:
+             embedder: Embedder | None = None, mmap: bool | None = None) -> SearchEngine:
         """Open an index with its model; ConfigMismatchError if the model differs from the one it was built with.
 
         Without ``model_path`` the model recorded in the manifest is used when it still exists,
@@ -135,11 +139,11 @@ class SearchEngine:
             self._pinned.close()
 
     # -- queries -----------------------------------------------------------------------------
-    def _embed_image(self, src: Any) -> Any:
+    def _embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
         with self._model_lock:  # one forward at a time: torch on CPU already uses every core
             return self.embedder.embed_image(src)
 
-    def _resolve(self, query: Any, with_attention: bool) -> _Query:
+    def _resolve(self, query: str | Path | bytes | int, with_attention: bool) -> _Query:
         if isinstance(query, (bool, np.bool_)):
             raise QueryError("a query is an image (path or bytes) or an indexed case id (int), not a boolean")
         if isinstance(query, (int, np.integer)):
@@ -276,19 +280,18 @@ class SearchEngine:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if size < img.shape[0] else cv2.INTER_LINEAR)
         return to_png_bytes(img)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> EngineStats:
         """Counts per source/view/sex/finding, index type and parameters, device, size on disk."""
-        s = self.store.stats()
-        s.update({
-            "index_type": self.manifest.index_type,
-            "index_params": self.manifest.index_params,
-            "embed_dim": self.manifest.embed_dim,
-            "model_sha256": self.manifest.model_sha256,
-            "std_config": self.manifest.std_config,
-            "vectors": self.vindex.ntotal,
-            "faiss_device": "gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
-            "size_bytes": self._size_bytes,
-            "generation": self.generation,
-            "updated_unix": self.manifest.updated_unix,
-        })
-        return s
+        return EngineStats(
+            **self.store.stats(),
+            index_type=self.manifest.index_type,
+            index_params=self.manifest.index_params,
+            embed_dim=self.manifest.embed_dim,
+            model_sha256=self.manifest.model_sha256,
+            std_config=self.manifest.std_config,
+            vectors=self.vindex.ntotal,
+            faiss_device="gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
+            size_bytes=self._size_bytes,
+            generation=self.generation,
+            updated_unix=self.manifest.updated_unix,
+        )

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from embed.errors import ConfigMismatchError, IndexStateError
+from embed.standardize import StandardizeConfig
 from index.pointer import CURRENT_FILE, MANIFEST_FILE, live_generation
 
 FORMAT_VERSION = 2  # 2: generations (files checksums, next_id); 1 is still read
@@ -77,7 +78,7 @@ class Manifest(BaseModel):
         return m
 
 
-def std_fingerprint(std_cfg: Any) -> str:
+def std_fingerprint(std_cfg: StandardizeConfig | dict[str, Any]) -> str:
     """Fingerprint of a standardization config (StandardizeConfig or dict)."""
     if hasattr(std_cfg, "fingerprint"):
         return str(std_cfg.fingerprint())
@@ -87,13 +88,14 @@ def std_fingerprint(std_cfg: Any) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def std_dict(std_cfg: Any) -> dict[str, Any]:
+def std_dict(std_cfg: StandardizeConfig | dict[str, Any]) -> dict[str, Any]:
     if hasattr(std_cfg, "to_dict"):
         return dict(std_cfg.to_dict())
     return dict(std_cfg or {})
 
 
-def check_compatible(manifest: Manifest, *, model_sha256: str, std_cfg: Any, index_dir: str | Path) -> None:
+def check_compatible(manifest: Manifest, *, model_sha256: str, std_cfg: StandardizeConfig | dict[str, Any],
+                     index_dir: str | Path) -> None:
     """Refuse a model or standardization different from the one the index was built with."""
     rebuild = f"rebuild the index with this model: `cxr index build --model MODEL --out {index_dir} KIND:PATH ...`"
     if manifest.model_sha256 != model_sha256:

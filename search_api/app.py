@@ -14,12 +14,15 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from collections.abc import Callable
+from typing import AsyncIterator
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from embed.errors import ConfigMismatchError
+from index.engine import SearchEngine
 from search_api.audit import AuditMiddleware
 from search_api.errors import install_error_handlers
 from search_api.live import GenerationHeaderMiddleware, LiveIndex
@@ -39,32 +42,9 @@ Errors are JSON `{"error": code, "detail": message}`.
 """
 
 
-def _short_sha(engine: Any) -> str | None:
-    for path in ("model_sha256", "manifest.model_sha256", "embedder.model_sha256"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj[:12]
-    return None
-
-
-def _model_name(engine: Any) -> str | None:
-    for path in ("model_name", "manifest.model_name"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj
-    return None
-
-
-def _open_engine(settings: APISettings, previous: Any = None) -> Any:
+def _open_engine(settings: APISettings, previous: SearchEngine | None = None) -> SearchEngine:
     """Open the index's live generation; a reload re-uses the model already loaded when it still fits."""
-    from embed.errors import ConfigMismatchError
-    from index.engine import SearchEngine
-
-    if previous is not None and getattr(previous, "embedder", None) is not None:
+    if previous is not None:
         try:
             return SearchEngine.open(settings.index_dir, embedder=previous.embedder)
         except ConfigMismatchError:
@@ -72,12 +52,13 @@ def _open_engine(settings: APISettings, previous: Any = None) -> Any:
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
 
 
-def _mirror(app: FastAPI) -> Any:
+def _mirror(app: FastAPI) -> Callable[[SearchEngine | None, str | None], None]:
     """What LiveIndex calls on every switch: keep app.state's engine, reason and model info in step."""
-    def on_change(engine: Any, reason: str | None) -> None:
+    def on_change(engine: SearchEngine | None, reason: str | None) -> None:
         app.state.engine, app.state.engine_error = engine, reason
-        app.state.model_sha = _short_sha(engine) if engine is not None else None
-        app.state.model_name = _model_name(engine) if engine is not None else None
+        # the index's manifest names the model every vector came from (the engine refuses any other)
+        app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
+        app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
     return on_change
 
 
@@ -102,8 +83,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
-    app.state.model_sha = _short_sha(engine) if engine is not None else None
-    app.state.model_name = _model_name(engine) if engine is not None else None
+    # the index's manifest names the model every vector came from (the engine refuses any other)
+    app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
+    app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
     if engine is not None:
         log.info("search engine ready (model %s)", app.state.model_sha)
     try:
@@ -118,7 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = given
 
 
-def create_app(settings: APISettings | None = None, engine: Any = None) -> FastAPI:
+def create_app(settings: APISettings | None = None, engine: SearchEngine | None = None) -> FastAPI:
     """Build the app. ``engine`` lets tests share one already opened SearchEngine between apps."""
     settings = settings or get_api_settings()
     keys = settings.resolved_keys()

@@ -20,13 +20,19 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embed.errors import CXRError, IndexStateError
 from index.pointer import Pointer, read_pointer
 from search_api.errors import redact_paths
+
+if TYPE_CHECKING:
+    from index.engine import SearchEngine
+
+Opener = Callable[["SearchEngine | None"], "SearchEngine"]
+OnChange = Callable[["SearchEngine | None", "str | None"], None]
 
 log = logging.getLogger("cxr.api")
 
@@ -41,20 +47,20 @@ def reason_of(exc: BaseException) -> str:
 class LiveIndex:
     """The engine being served for one index folder, and the switch to the folder's newer generations."""
 
-    def __init__(self, index_dir: str | Path, opener: Callable[[Any], Any], on_change: Callable[[Any, str | None], None]):
+    def __init__(self, index_dir: str | Path, opener: Opener, on_change: OnChange) -> None:
         self.index_dir = Path(index_dir)
         self._open = opener  # (previous engine or None) -> a new engine for the live generation
         self._on_change = on_change  # (engine or None, reason or None): mirrors the state into app.state
         self._lock = threading.Lock()
-        self._engine: Any = None
+        self._engine: SearchEngine | None = None
         self._pointer: Pointer | None = None  # the generation served, or the one that failed to open
         self._leases: dict[int, int] = {}
-        self._retired: dict[int, Any] = {}
+        self._retired: dict[int, SearchEngine] = {}
         self._loading = False
         self.reason: str | None = None
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> SearchEngine | None:
         return self._engine
 
     # -- loading -------------------------------------------------------------------------------
@@ -85,9 +91,9 @@ class LiveIndex:
             return
         with self._lock:
             self._engine, self.reason, self._loading = engine, None, False
-            self._pointer = getattr(engine, "pointer", None) or wanted
+            self._pointer = engine.pointer or wanted
             self._retire(previous)
-        log.info("serving index generation %s", getattr(engine, "generation", "?"))
+        log.info("serving index generation %s", engine.generation)
         self._on_change(engine, None)
 
     def check(self) -> None:
@@ -111,7 +117,7 @@ class LiveIndex:
 
     # -- requests ------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lease(self) -> Iterator[Any]:
+    def lease(self) -> Iterator[SearchEngine]:
         """The engine for one request; it stays open until the request ends, even across a switch."""
         self.check()
         with self._lock:
@@ -134,7 +140,7 @@ class LiveIndex:
                     if old is not None:
                         _close(old)
 
-    def _retire(self, engine: Any) -> None:
+    def _retire(self, engine: SearchEngine | None) -> None:
         """Close ``engine`` now if no request uses it, else when its last request ends (lock held)."""
         if engine is None:
             return
@@ -153,12 +159,11 @@ class LiveIndex:
             _close(engine)
 
 
-def _close(engine: Any) -> None:
-    if hasattr(engine, "close"):
-        try:
-            engine.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            log.warning("closing an old index generation failed", exc_info=True)
+def _close(engine: SearchEngine) -> None:
+    try:
+        engine.close()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        log.warning("closing an old index generation failed", exc_info=True)
 
 
 class GenerationHeaderMiddleware:

@@ -5,22 +5,21 @@ Ids are integers looked up in the store; no client value ever becomes a path.
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-
-from search_api.deps import get_engine, parse_query_params, run_blocking
+from index.engine import SearchEngine
+from index.schemas import CaseRow
+from search_api.deps import EngineDep, SettingsDep, parse_query_params, run_blocking
 from search_api.params import (MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery, SamePatientQuery,
                                SexQuery)
 from search_api.results import case_out, search_response
 from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
-from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
 
 
-def _get_case(engine: Any, case_id: int) -> Any:
+def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
     case = engine.get_case(case_id)
     if case is None:
         raise HTTPException(404, f"no case with id {case_id}")
@@ -29,7 +28,7 @@ def _get_case(engine: Any, case_id: int) -> Any:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
+async def get_case(request: Request, engine: EngineDep, case_id: CaseId) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -41,11 +40,11 @@ async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
     case_id: CaseId,
     size: int | None = Query(None, ge=MIN_THUMB_SIZE,
                              description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
-    engine: Any = Depends(get_engine),
-    settings: APISettings = Depends(get_api_settings),
 ) -> Response:
     """The PNG the model saw (``size`` resizes it, bounded); only indexed cases can be served."""
     if size is not None and size > settings.max_thumb_size:
@@ -64,6 +63,8 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
     case_id: CaseId,
     k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
     view: ListQuery = None,
@@ -74,8 +75,6 @@ async def similar(
     finding: ListQuery = None,
     same_patient: SamePatientQuery = "exclude",
     attention: FlagQuery = False,
-    engine: Any = Depends(get_engine),
-    settings: APISettings = Depends(get_api_settings),
 ) -> SearchResponse:
     """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
     p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)

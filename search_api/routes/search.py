@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.deps import EngineDep, QueryParams, SettingsDep, parse_query_params, run_blocking
 from search_api.params import form_schema
 from search_api.results import search_response
 from search_api.schemas import UPLOAD_ERRORS, ClassifyResponse, EmbedResponse, SearchResponse
-from search_api.settings import APISettings, get_api_settings
+from search_api.settings import APISettings
 from search_api.uploads import FIELDS_BYTES, MAX_FIELDS, read_upload, require_image
 
 RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")  # also accepted: application/octet-stream
@@ -41,7 +41,7 @@ def _upload_body(fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 async def _query(request: Request, settings: APISettings, *, attention_default: bool = True,
-                 allowed: tuple[str, ...] | None = None) -> tuple[bytes, Any]:
+                 allowed: tuple[str, ...] | None = None) -> tuple[bytes, QueryParams]:
     upload = await read_upload(request, settings.max_upload_bytes, idle_timeout=settings.body_timeout_s)
     pairs = list(request.query_params.multi_items())
     pairs += [(name, v) for name, values in upload.fields.items() for v in values]
@@ -53,8 +53,7 @@ async def _query(request: Request, settings: APISettings, *, attention_default: 
 
 @router.post("/search", response_model=SearchResponse, responses=UPLOAD_ERRORS,
              summary="Similar cases of an uploaded image", openapi_extra=_upload_body(tuple(_FORM_FIELDS)))
-async def search(request: Request, engine: Any = Depends(get_engine),
-                 settings: APISettings = Depends(get_api_settings)) -> SearchResponse:
+async def search(request: Request, engine: EngineDep, settings: SettingsDep) -> SearchResponse:
     """The k most similar indexed cases, their kNN vote and prognosis, the attention map and standardized query."""
     data, p = await _query(request, settings)
     filters = p.filters()
@@ -71,8 +70,7 @@ async def search(request: Request, engine: Any = Depends(get_engine),
 @router.post("/classify", response_model=ClassifyResponse, responses=UPLOAD_ERRORS,
              summary="kNN vote of an uploaded image",
              openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding")))
-async def classify(request: Request, engine: Any = Depends(get_engine),
-                   settings: APISettings = Depends(get_api_settings)) -> ClassifyResponse:
+async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -> ClassifyResponse:
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
     data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
     filters = p.filters()
@@ -83,8 +81,7 @@ async def classify(request: Request, engine: Any = Depends(get_engine),
 
 @router.post("/embed", response_model=EmbedResponse, responses=UPLOAD_ERRORS,
              summary="Embedding of an uploaded image", openapi_extra=_upload_body(("file",)))
-async def embed(request: Request, engine: Any = Depends(get_engine),
-                settings: APISettings = Depends(get_api_settings)) -> EmbedResponse:
+async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
     """The L2-normalised embedding the index uses, for researchers."""
     data, _ = await _query(request, settings, allowed=())
     vec = await run_blocking(request, engine.embed, data)
