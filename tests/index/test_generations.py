@@ -167,14 +167,14 @@ def test_an_open_engine_keeps_its_generation_until_closed(index_copy, embedder):
     before = [h.case.id for h in engine.search(7, k=29, exclude_same_patient=False, with_attention=False).hits]
     remove_from_index(index_copy, ids=list(range(1, 11)))
     assert gens(index_copy) == [first, read_pointer(index_copy).generation]  # pinned: kept on disk
-    assert engine.stats()["cases"] == 30 and engine.get_case(1) is not None
+    assert engine.stats().cases == 30 and engine.get_case(1) is not None
     assert [h.case.id for h in engine.search(7, k=29, exclude_same_patient=False,
                                              with_attention=False).hits] == before
     engine.close()
     remove_from_index(index_copy, ids=[11])
     assert gens(index_copy) == [read_pointer(index_copy).generation]  # unpinned: cleaned by the next writer
     fresh = SearchEngine.open(index_copy, embedder=embedder)
-    assert fresh.stats()["cases"] == 19 and fresh.get_case(1) is None
+    assert fresh.stats().cases == 19 and fresh.get_case(1) is None
     fresh.close()
 
 
@@ -262,7 +262,7 @@ def test_a_folder_from_before_generations_is_read_and_converted(tmp_path, built_
     shutil.copytree(live_generation(built_index)[0], legacy)  # manifest.json etc. directly in the folder
     assert read_pointer(legacy).generation == "legacy"
     engine = SearchEngine.open(legacy, embedder=embedder)
-    assert engine.stats()["cases"] == 30
+    assert engine.stats().cases == 30
     remove_from_index(legacy, ids=[2])
     assert engine.get_case(2) is not None  # the open engine still reads its files, kept while pinned
     assert (legacy / "store.sqlite").is_file()
@@ -277,7 +277,7 @@ def test_keep_old_leaves_a_complete_previous_index(index_copy, embedder):
     old = index_copy.with_name("index.old")
     assert Manifest.read(old).index_type == "flat" and Manifest.read(index_copy).index_type == "hnsw"
     engine = SearchEngine.open(old, embedder=embedder)
-    assert engine.stats()["cases"] == 30
+    assert engine.stats().cases == 30
     engine.close()
 
 
