@@ -24,6 +24,7 @@ from index.generations import PinnedGeneration, Pointer, pin
 from index.filters import FilterColumns
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
+from index.prepared import PreparedQuery
 from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
 from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
@@ -159,6 +160,19 @@ class SearchEngine:
                 except Exception as exc:  # noqa: BLE001 - attention is a bonus for an id query
                     log.warning("attention for case %d unavailable: %s", cid, type(exc).__name__)
             return q
+        prepared = query if isinstance(query, PreparedQuery) else self.prepare(query)
+        if not prepared.embedded:
+            self.embed_prepared([prepared])
+        own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
+        patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
+        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient)
+        if with_attention:
+            q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
+            q.image = prepared.standardized
+        return q
+
+    def prepare(self, query: str | Path | bytes) -> PreparedQuery:
+        """Read, standardize and hash a query image without running the model (thread-safe)."""
         if isinstance(query, (str, Path)):
             if not Path(query).is_file():
                 raise QueryError(f"query image {query} not found; give an image file or an indexed case id")
@@ -167,14 +181,22 @@ class SearchEngine:
             raw = bytes(query)
         else:
             raise QueryError(f"a query is an image (path or bytes) or a case id, not {type(query).__name__}")
-        eq = self._embed_image(raw)
-        sha = hashlib.sha256(raw).hexdigest()
-        own = self.store.sha_to_id_one(sha)  # the very image is indexed: treat it as that case
-        patient = eq.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(eq.embedding, np.float32), own, patient)
-        if with_attention:
-            q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
-        return q
+        std, meta = self.embedder.prepare_image(raw)
+        return PreparedQuery(standardized=std, meta=meta, sha256=hashlib.sha256(raw).hexdigest())
+
+    def blank_query(self) -> PreparedQuery:
+        """A black standardized image, e.g. to warm the model up before the first request."""
+        size = int(self.embedder.std_cfg.size)
+        return PreparedQuery(standardized=np.zeros((size, size), np.float32), meta={}, sha256="")
+
+    def embed_prepared(self, batch: list[PreparedQuery]) -> None:
+        """One forward pass over all ``batch`` images; fills each one's embedding and attention."""
+        if not batch:
+            return
+        with self._model_lock:  # one forward at a time: torch on CPU already uses every core
+            emb, attn = self.embedder.embed_batch(np.stack([p.standardized for p in batch]))
+        for p, e, a in zip(batch, emb, attn):
+            p.embedding, p.attention = e, a
 
     def _neighbours(self, q: _Query, k: int, filters: SearchFilters | None, exclude_same_patient: bool,
                     same_patient_only: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -230,7 +252,7 @@ class SearchEngine:
         """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
         return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type == "ivfpq" else k
 
-    def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
+    def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,
                with_attention: bool = True) -> SearchResult:
         """The k most similar cases with their vote, prognosis summary and the query's attention map."""
@@ -248,11 +270,11 @@ class SearchEngine:
         return SearchResult(hits=hits, vote=knn_vote(hits), prognosis=prognosis_summary(hits),
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta)
 
-    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
+    def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1])."""
         return self.search(query, k=k, filters=filters, with_attention=False).vote
 
-    def embed(self, query: str | Path | bytes | int) -> np.ndarray:
+    def embed(self, query: str | Path | bytes | int | PreparedQuery) -> np.ndarray:
         """The query's unit embedding [D] (the stored one for a case id)."""
         return self._resolve(query, with_attention=False).vector
 

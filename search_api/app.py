@@ -14,8 +14,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from collections.abc import Callable
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
@@ -24,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from embed.errors import ConfigMismatchError
 from index.engine import SearchEngine
 from search_api.audit import AuditMiddleware
+from search_api.batching import ModelBatcher
 from search_api.errors import install_error_handlers
 from search_api.live import GenerationHeaderMiddleware, LiveIndex
 from search_api.openapi import install_openapi
@@ -62,6 +62,19 @@ def _mirror(app: FastAPI) -> Callable[[SearchEngine | None, str | None], None]:
     return on_change
 
 
+def _model_thread_init(settings: APISettings) -> Callable[[], None] | None:
+    """Sets the model thread's torch intra-op threads (CXR_API_MODEL_THREADS), if given."""
+    if settings.model_threads is None:
+        return None
+
+    def init() -> None:
+        import torch
+
+        torch.set_num_threads(settings.model_threads)
+
+    return init
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the engine once; a failure leaves the app up with ``/health`` saying why."""
@@ -83,6 +96,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
+    app.state.batcher = app.state.batcher_embedder = None
+    if engine is not None:
+        app.state.batcher = ModelBatcher(engine.embed_prepared, window_s=settings.batch_window_ms / 1000,
+                                         max_batch=settings.max_batch, thread_init=_model_thread_init(settings))
+        app.state.batcher.start()
+        app.state.batcher_embedder = engine.embedder  # later generations batch only if they share it
+        if settings.warm_up:
+            await app.state.batcher.warm_up(lambda n: [engine.blank_query() for _ in range(n)])
     # the index's manifest names the model every vector came from (the engine refuses any other)
     app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
     app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
@@ -91,6 +112,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app.state.batcher is not None:
+            await app.state.batcher.aclose()
+            log.info("model batches: %s", app.state.batcher.stats.as_dict())
+            app.state.batcher = None
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
         live = getattr(app.state, "live", None)
@@ -117,6 +142,7 @@ def create_app(settings: APISettings | None = None, engine: SearchEngine | None 
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
     app.state.executor = None
+    app.state.batcher = app.state.batcher_embedder = None
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)

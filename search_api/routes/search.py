@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from search_api.batching import embed_upload
 from search_api.deps import EngineDep, QueryParams, SettingsDep, parse_query_params, run_blocking
 from search_api.params import form_schema
 from search_api.results import search_response
@@ -57,9 +58,10 @@ async def search(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     """The k most similar indexed cases, their kNN vote and prognosis, the attention map and standardized query."""
     data, p = await _query(request, settings)
     filters = p.filters()
+    query = await embed_upload(request, engine, data)
 
     def work() -> SearchResponse:
-        result = engine.search(data, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
+        result = engine.search(query, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
         return search_response(result, p.k, request.app.state.model_sha)
 
     response = await run_blocking(request, work)
@@ -74,7 +76,8 @@ async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
     data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
     filters = p.filters()
-    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=filters)
+    query = await embed_upload(request, engine, data)
+    vote = await run_blocking(request, engine.classify, query, k=p.k, filters=filters)
     request.state.result_count = len(vote)
     return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
 
@@ -84,7 +87,8 @@ async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
     """The L2-normalised embedding the index uses, for researchers."""
     data, _ = await _query(request, settings, allowed=())
-    vec = await run_blocking(request, engine.embed, data)
+    query = await embed_upload(request, engine, data)
+    vec = await run_blocking(request, engine.embed, query)
     values = [float(x) for x in vec.reshape(-1)]
     request.state.result_count = 1
     return EmbedResponse(dim=len(values), embedding=values, model_sha256=request.app.state.model_sha)
