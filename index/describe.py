@@ -27,7 +27,7 @@ def index_stats(index_dir: str | Path) -> dict[str, Any]:
         size = disk_size(gen_dir)
     finally:
         pinned.close()
-    if not (gen_dir / "index.faiss").is_file():
+    if manifest.backend == "faiss" and not (gen_dir / "index.faiss").is_file():
         raise IndexStateError(f"{index_dir} has no index.faiss; rebuild it with `cxr index build`")
     return {
         **stats,
@@ -42,4 +42,11 @@ def index_stats(index_dir: str | Path) -> dict[str, Any]:
         "size_bytes": size,
         "generation": pinned.name,
         "next_id": manifest.next_id,
+        "backend": manifest.backend,
+        **({"milvus": _shown(manifest.backend_params)} if manifest.backend == "milvus" else {}),
     }
+
+
+def _shown(params: dict[str, Any]) -> dict[str, Any]:
+    """Milvus location for stats, without any credentials in a server URL."""
+    return {"uri": str(params.get("uri", "")).split("@")[-1], "collection": params.get("collection")}

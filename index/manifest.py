@@ -39,6 +39,8 @@ class Manifest(BaseModel):
     created_unix: float = Field(default_factory=time.time)
     updated_unix: float = Field(default_factory=time.time)
     faiss_version: str = ""
+    backend: str = "faiss"  # "faiss" (index.faiss in the folder) or "milvus" (a collection, see backend_params)
+    backend_params: dict[str, Any] = Field(default_factory=dict)  # milvus: uri, collection
     history: list[dict[str, Any]] = Field(default_factory=list)  # build/add/remove/rebuild steps
     # The next case id to hand out: ids only grow, so a removed case's id never names another image.
     next_id: int = 0
