@@ -271,11 +271,18 @@ def writing(index_dir: str | Path, *, lock_timeout: float | None = None, create:
     elif not index_dir.is_dir():
         raise IndexMissingError(f"index folder {index_dir} not found: build one with "
                                 f"`cxr index build --out {index_dir} KIND:PATH ...`")
-    with writer_lock(index_dir, lock_timeout):
-        crash_point("writer lock taken")
-        w = Writer(index_dir)
-        clean(index_dir, keep=w.pointer.generation if w.pointer else None)
-        yield w
+    made = create and not index_dir.exists()
+    try:
+        with writer_lock(index_dir, lock_timeout):
+            crash_point("writer lock taken")
+            w = Writer(index_dir)
+            clean(index_dir, keep=w.pointer.generation if w.pointer else None)
+            yield w
+    except BaseException:
+        # A first build that failed leaves no folder behind (only its lock files would be there).
+        if made and index_dir.is_dir() and {p.name for p in index_dir.iterdir()} <= {LOCK_FILE, OWNER_FILE}:
+            shutil.rmtree(index_dir, ignore_errors=True)
+        raise
 
 
 def verify_index(index_dir: str | Path) -> dict[str, object]:
