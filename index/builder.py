@@ -1,7 +1,8 @@
-"""Build, extend, shrink and compact an index folder; every change is atomic (see index.layout).
+"""Build, extend, shrink and compact an index; every change is a new generation (see index.generations).
 
-An index folder holds ``manifest.json``, ``store.sqlite`` (metadata), ``index.faiss``
+A generation holds ``manifest.json``, ``store.sqlite`` (metadata), ``index.faiss``
 and ``vectors.npy``/``ids.npy`` (the raw embeddings, so rebuilds never re-embed).
+Every change runs inside the index's writer lock and reads the live generation there.
 Cases are deduplicated by content sha256: building or adding the same images twice
 adds nothing, and a case keeps its id across rebuilds.
 """
@@ -19,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embed.errors import IndexStateError
 from embed.pipeline import embed_paths
 from index.backend import backend_params, create_filled, drop_replaced, open_backend
 from index.embedding import hash_files
-from index.layout import disk_size, staging
-from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
+from index.generations import crash_point, live_generation, writing
+from index.manifest import Manifest, check_compatible, std_dict, std_fingerprint
 from index.selection import IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
 from index.vectors import VectorTable, save_vectors
@@ -153,11 +153,13 @@ def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, 
     FAISS writes ``index.faiss`` into ``tmp``; Milvus fills a new collection that the manifest names.
     """
     save_vectors(tmp, ids, vectors)
+    crash_point("vectors written")
     if manifest.backend == "faiss" and not len(ids):
         spec = IndexSpec("flat", reason="empty index")
     vindex = create_filled(manifest, spec, store, ids, vectors)
     if vindex.kind == "faiss":
         vindex.save(tmp)
+    crash_point("faiss index written")
     manifest.index_type = vindex.spec.type
     manifest.index_params = dict(vindex.spec.params)
     manifest.counts = {"cases": store.count(), "deleted": store.count(include_deleted=True) - store.count(),
@@ -199,11 +201,13 @@ def build_index(
     backend: str = "faiss",
     milvus_uri: str | None = None,
     runner: Runner | None = None,
+    lock_timeout: float | None = None,
 ) -> BuildReport:
     """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
 
     Cases already in an existing ``out`` keep their ids; built with the same model, their
-    vectors are reused instead of re-embedded. ``backend="milvus"`` puts the vectors in a new
+    vectors are reused instead of re-embedded. New cases get ids above any ever handed out.
+    ``backend="milvus"`` puts the vectors in a new
     collection at ``milvus_uri`` (default: a Milvus Lite file ``OUT.milvus.db``).
     """
     t0 = time.time()
@@ -216,39 +220,43 @@ def build_index(
     embedder = embedder or open_embedder(model, batch_size=batch_size)
     report = BuildReport(index_dir=str(out))
     records = _load_records(datasets, report, dataset_opts)
-    known: dict[str, int] = {}
-    reuse: VectorTable | None = None
-    next_id = 1
-    old_manifest: Manifest | None = None
-    if (out / MANIFEST_FILE).is_file() and (out / STORE_FILE).is_file():
-        old_manifest = Manifest.read(out)
-        old = SQLiteStore(out / STORE_FILE, read_only=True)
-        known, next_id = old.sha_to_id(), old.max_id() + 1
-        old.close()
-        try:
-            check_compatible(Manifest.read(out), model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
-                             index_dir=out)
-            reuse = VectorTable(out)
-        except Exception as exc:  # noqa: BLE001 - another model: every image is embedded again
-            log.info("existing index not reusable for vectors (%s): embedding every image", type(exc).__name__)
-    cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
-                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress,
-                                runner=runner)
-    ids = np.array([c.id for c in cases], dtype=np.int64)
-    spec = _spec(len(ids), embedder.embed_dim, index_type)
-    manifest = Manifest(
-        model_sha256=embedder.model_sha256, model_path=str(Path(model).resolve()) if model else None,
-        model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
-        embed_dim=int(embedder.embed_dim), std_config=std_dict(embedder.std_cfg),
-        std_fingerprint=std_fingerprint(embedder.std_cfg), index_type=spec.type, faiss_version=_faiss_version(),
-        history=[{"op": "build", "unix": time.time(), "added": len(cases)}], backend=backend, backend_params=params,
-    )
-    with staging(out, keep_old=keep_old) as tmp:
-        store = SQLiteStore(tmp / STORE_FILE, create=True)
-        store.add(cases)
-        _write(tmp, store, ids, vectors, spec, manifest)
-    if not keep_old:
-        drop_replaced(old_manifest, manifest)
+    with writing(out, lock_timeout=lock_timeout, create=True) as w:
+        known: dict[str, int] = {}
+        reuse: VectorTable | None = None
+        next_id = 1
+        old_manifest: Manifest | None = None
+        src = w.source()
+        if src is not None:
+            old_manifest = Manifest.read(src)
+            old = SQLiteStore(src / STORE_FILE, read_only=True)
+            known, next_id = old.sha_to_id(), next_case_id(old_manifest, old)
+            old.close()
+            try:
+                check_compatible(old_manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
+                                 index_dir=out)
+                reuse = VectorTable(src)
+            except Exception as exc:  # noqa: BLE001 - another model: every image is embedded again
+                log.info("existing index not reusable for vectors (%s): embedding every image", type(exc).__name__)
+        cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
+                                    keep_known=True, batch_size=batch_size, workers=workers, progress=progress,
+                                    runner=runner)
+        ids = np.array([c.id for c in cases], dtype=np.int64)
+        spec = _spec(len(ids), embedder.embed_dim, index_type)
+        manifest = Manifest(
+            model_sha256=embedder.model_sha256, model_path=str(Path(model).resolve()) if model else None,
+            model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
+            embed_dim=int(embedder.embed_dim), std_config=std_dict(embedder.std_cfg),
+            std_fingerprint=std_fingerprint(embedder.std_cfg), index_type=spec.type, faiss_version=_faiss_version(),
+            history=[{"op": "build", "unix": time.time(), "added": len(cases)}],
+            next_id=max(next_id, int(ids.max()) + 1 if len(ids) else 1), backend=backend, backend_params=params,
+        )
+        with w.new_generation(keep_old=keep_old) as tmp:
+            store = SQLiteStore(tmp / STORE_FILE, create=True)
+            store.add(cases)
+            crash_point("store written")
+            _write(tmp, store, ids, vectors, spec, manifest)
+        if not keep_old:
+            drop_replaced(old_manifest, manifest)
     report.total, report.added = len(cases), len(cases)
     report.index_type, report.reason, report.seconds = spec.type, spec.reason, time.time() - t0
     log.info(report.summary())
@@ -261,9 +269,17 @@ def _faiss_version() -> str:
     return str(getattr(faiss, "__version__", ""))
 
 
+def next_case_id(manifest: Manifest, store: SQLiteStore) -> int:
+    """The next id to hand out: the manifest's counter (ids only grow), or one above the largest stored id
+    for an index written before the counter existed."""
+    return max(int(manifest.next_id or 0), store.max_id() + 1, 1)
+
+
 def _open_parts(index_dir: Path) -> tuple[Manifest, SQLiteStore, VectorTable]:
     manifest = Manifest.read(index_dir)
-    return manifest, SQLiteStore(index_dir / STORE_FILE, read_only=True), VectorTable(index_dir, mmap=False)
+    store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
+    manifest.next_id = next_case_id(manifest, store)
+    return manifest, store, VectorTable(index_dir, mmap=False)
 
 
 @contextlib.contextmanager
@@ -280,6 +296,14 @@ def _undo_on_failure(undo: list[Any]) -> Iterator[None]:
         raise
 
 
+def _existing(w: Any) -> Path:
+    """The live generation a change starts from (add/remove/rebuild need one)."""
+    src = w.source()
+    if src is None:
+        live_generation(w.index_dir)  # raises the clear "no index here" error
+    return src
+
+
 def add_to_index(
     index_dir: str | Path,
     datasets: Sequence[Any],
@@ -291,44 +315,55 @@ def add_to_index(
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
     runner: Runner | None = None,
+    lock_timeout: float | None = None,
 ) -> BuildReport:
-    """Add new cases (by content hash) to an existing index built with the same model."""
+    """Add new cases (by content hash) to an existing index built with the same model.
+
+    Runs inside the index's writer lock: a concurrent add waits, then adds to this one's result.
+    """
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
-    manifest, store, table = _open_parts(index_dir)
-    embedder = embedder or open_embedder(model or manifest.model_path, batch_size=batch_size)
-    check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
     report = BuildReport(index_dir=str(index_dir))
-    records = _load_records(datasets, report, dataset_opts)
-    known = store.sha_to_id()
-    deleted = set(store.deleted_ids().tolist())
-    revive = sorted({known[s] for s in hash_files([r.image_path for r in records]) if s in known} & deleted)
-    cases, vectors = _new_cases(records, embedder, report, known=known, next_id=store.max_id() + 1,
-                                batch_size=batch_size, workers=workers, progress=progress, runner=runner)
-    report.duplicates -= len(revive)
-    undo: list[Any] = []
-    with _undo_on_failure(undo), staging(index_dir) as tmp:
-        new_store = store.backup_to(tmp / STORE_FILE)
-        store.close()
-        new_store.add(cases)
-        if revive:
-            new_store.revive(revive)
+    with writing(index_dir, lock_timeout=lock_timeout) as w:
+        src = _existing(w)
+        manifest, store, table = _open_parts(src)
+        embedder = embedder or open_embedder(model or manifest.model_path, batch_size=batch_size)
+        check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
+                         index_dir=index_dir)
+        records = _load_records(datasets, report, dataset_opts)
+        known = store.sha_to_id()
+        deleted = set(store.deleted_ids().tolist())
+        revive = sorted({known[s] for s in hash_files([r.image_path for r in records]) if s in known} & deleted)
+        cases, vectors = _new_cases(records, embedder, report, known=known, next_id=manifest.next_id,
+                                    batch_size=batch_size, workers=workers, progress=progress, runner=runner)
+        report.duplicates -= len(revive)
         new_ids = np.array([c.id for c in cases], dtype=np.int64)
-        vindex = open_backend(index_dir, manifest, mmap=False, use_gpu=False)
-        if vindex.kind == "milvus":  # in place; undone below if the folder is not swapped in
-            vindex.insert(new_store.get(new_ids.tolist()), vectors)
-            undo.append(lambda: vindex.delete(new_ids))
-        else:
-            vindex.add(vectors, new_ids)
-            vindex.save(tmp)
-        save_vectors(tmp, np.concatenate([table.ids, [c.id for c in cases]]).astype(np.int64),
-                     np.concatenate([table.vectors, vectors]))
-        manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
-                           "deleted": new_store.count(include_deleted=True) - new_store.count()}
-        manifest.history.append({"op": "add", "unix": time.time(), "added": len(cases), "revived": len(revive)})
-        manifest.updated_unix = time.time()
-        new_store.close()
-        manifest.write(tmp)
+        manifest.next_id = max(manifest.next_id, int(new_ids.max()) + 1 if len(new_ids) else 0)
+        undo: list[Any] = []
+        with _undo_on_failure(undo), w.new_generation() as tmp:
+            new_store = store.backup_to(tmp / STORE_FILE)
+            store.close()
+            new_store.add(cases)
+            if revive:
+                new_store.revive(revive)
+            crash_point("store written")
+            vindex = open_backend(src, manifest, mmap=False, use_gpu=False)
+            if vindex.kind == "milvus":  # in place; undone below if the generation is not committed
+                vindex.insert(new_store.get(new_ids.tolist()), vectors)
+                undo.append(lambda: vindex.delete(new_ids))
+            else:
+                vindex.add(vectors, new_ids)
+                vindex.save(tmp)
+            crash_point("faiss index written")
+            save_vectors(tmp, np.concatenate([table.ids, new_ids]).astype(np.int64),
+                         np.concatenate([table.vectors, vectors]))
+            crash_point("vectors written")
+            manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
+                               "deleted": new_store.count(include_deleted=True) - new_store.count()}
+            manifest.history.append({"op": "add", "unix": time.time(), "added": len(cases), "revived": len(revive)})
+            manifest.updated_unix = time.time()
+            new_store.close()
+            manifest.write(tmp)
     report.added, report.total = len(cases) + len(revive), manifest.counts["cases"]
     report.index_type, report.reason, report.seconds = manifest.index_type, "existing index", time.time() - t0
     suggested = choose_index(report.total, manifest.embed_dim)
@@ -339,105 +374,83 @@ def add_to_index(
 
 
 def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None,
-                      sources: Sequence[str] | None = None) -> int:
-    """Remove cases by id and/or source; HNSW indices tombstone them until `cxr index rebuild`."""
+                      sources: Sequence[str] | None = None, lock_timeout: float | None = None) -> int:
+    """Remove cases by id and/or source; HNSW indices tombstone them until `cxr index rebuild`.
+
+    Removed ids are never handed out again (the manifest's ``next_id`` only grows).
+    """
     index_dir = Path(index_dir).resolve()
-    manifest, store, table = _open_parts(index_dir)
-    targets = set(store.existing_ids(ids or []).tolist())
-    if sources:
-        targets |= set(store.ids_for_source(sources).tolist())
-    if not targets:
-        store.close()
-        return 0
-    gone = np.array(sorted(targets), dtype=np.int64)
-    undo: list[Any] = []
-    with _undo_on_failure(undo), staging(index_dir) as tmp:
-        new_store = store.backup_to(tmp / STORE_FILE)
-        store.close()
-        vindex = open_backend(index_dir, manifest, mmap=False, use_gpu=False)
-        if vindex.kind == "milvus":  # in place; put back below if the folder is not swapped in
-            vindex.delete(gone)
-            undo.append(lambda: vindex.insert(new_store.get(gone.tolist()), table.get(gone)))
-            new_store.delete(gone)
-            keep = ~np.isin(table.ids, gone)
-            save_vectors(tmp, table.ids[keep], table.vectors[keep])
-        elif vindex.can_remove:
-            vindex.remove(gone)
-            new_store.delete(gone)
-            keep = ~np.isin(table.ids, gone)
-            save_vectors(tmp, table.ids[keep], table.vectors[keep])
-        else:
-            new_store.mark_deleted(gone)
-            save_vectors(tmp, table.ids, table.vectors)
-        if vindex.kind == "faiss":
-            vindex.save(tmp)
-        manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
-                           "deleted": new_store.count(include_deleted=True) - new_store.count()}
-        manifest.history.append({"op": "remove", "unix": time.time(), "removed": len(gone)})
-        manifest.updated_unix = time.time()
-        new_store.close()
-        manifest.write(tmp)
+    with writing(index_dir, lock_timeout=lock_timeout) as w:
+        src = _existing(w)
+        manifest, store, table = _open_parts(src)
+        targets = set(store.existing_ids(ids or []).tolist())
+        if sources:
+            targets |= set(store.ids_for_source(sources).tolist())
+        if not targets:
+            store.close()
+            return 0
+        gone = np.array(sorted(targets), dtype=np.int64)
+        undo: list[Any] = []
+        with _undo_on_failure(undo), w.new_generation() as tmp:
+            new_store = store.backup_to(tmp / STORE_FILE)
+            store.close()
+            vindex = open_backend(src, manifest, mmap=False, use_gpu=False)
+            if vindex.kind == "milvus":  # in place; put back below if the generation is not committed
+                vindex.delete(gone)
+                undo.append(lambda: vindex.insert(new_store.get(gone.tolist()), table.get(gone)))
+                new_store.delete(gone)
+                keep = ~np.isin(table.ids, gone)
+                save_vectors(tmp, table.ids[keep], table.vectors[keep])
+            elif vindex.can_remove:
+                vindex.remove(gone)
+                new_store.delete(gone)
+                keep = ~np.isin(table.ids, gone)
+                save_vectors(tmp, table.ids[keep], table.vectors[keep])
+            else:
+                new_store.mark_deleted(gone)
+                save_vectors(tmp, table.ids, table.vectors)
+            crash_point("store and vectors written")
+            if vindex.kind == "faiss":
+                vindex.save(tmp)
+            crash_point("faiss index written")
+            manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
+                               "deleted": new_store.count(include_deleted=True) - new_store.count()}
+            manifest.history.append({"op": "remove", "unix": time.time(), "removed": len(gone)})
+            manifest.updated_unix = time.time()
+            new_store.close()
+            manifest.write(tmp)
     log.info("removed %d cases from %s%s", len(gone), index_dir,
              "" if manifest.index_type != "hnsw" else " (tombstoned: run `cxr index rebuild` to compact)")
     return len(gone)
 
 
 def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False,
-                  backend: str | None = None, milvus_uri: str | None = None) -> BuildReport:
+                  backend: str | None = None, milvus_uri: str | None = None,
+                  lock_timeout: float | None = None) -> BuildReport:
     """Recreate the FAISS index (or Milvus collection) from the stored vectors: compacts tombstones, may change
     the type, and with ``backend`` moves the vectors to another backend without re-embedding any image."""
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
-    manifest, store, table = _open_parts(index_dir)
-    live = store.all_ids()
-    dead = store.deleted_ids()
-    requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
-    spec = _spec(len(live), manifest.embed_dim, requested)
-    old_manifest = manifest.model_copy(deep=True)
-    if backend is not None or milvus_uri is not None:
-        manifest.backend = backend or manifest.backend
-        manifest.backend_params = backend_params(manifest.backend, index_dir, milvus_uri)
-    with staging(index_dir, keep_old=keep_old) as tmp:
-        new_store = store.backup_to(tmp / STORE_FILE)
-        store.close()
-        new_store.delete(dead)
-        manifest.history.append({"op": "rebuild", "unix": time.time(), "compacted": len(dead)})
-        _write(tmp, new_store, live, table.get(live), spec, manifest)
-    if not keep_old:
-        drop_replaced(old_manifest, manifest)
+    with writing(index_dir, lock_timeout=lock_timeout) as w:
+        manifest, store, table = _open_parts(_existing(w))
+        live = store.all_ids()
+        dead = store.deleted_ids()
+        requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
+        spec = _spec(len(live), manifest.embed_dim, requested)
+        old_manifest = manifest.model_copy(deep=True)
+        if backend is not None or milvus_uri is not None:
+            manifest.backend = backend or manifest.backend
+            manifest.backend_params = backend_params(manifest.backend, index_dir, milvus_uri)
+        with w.new_generation(keep_old=keep_old) as tmp:
+            new_store = store.backup_to(tmp / STORE_FILE)
+            store.close()
+            new_store.delete(dead)
+            crash_point("store written")
+            manifest.history.append({"op": "rebuild", "unix": time.time(), "compacted": len(dead)})
+            _write(tmp, new_store, live, table.get(live), spec, manifest)
+        if not keep_old:
+            drop_replaced(old_manifest, manifest)
     report = BuildReport(index_dir=str(index_dir), total=len(live), index_type=spec.type, reason=spec.reason,
                          seconds=time.time() - t0)
     log.info("rebuilt %s: %d cases, %d tombstones dropped, %s index", index_dir, len(live), len(dead), spec.type)
     return report
-
-
-def index_stats(index_dir: str | Path) -> dict[str, Any]:
-    """Counts per source, finding, view and sex; index type and parameters; size on disk."""
-    index_dir = Path(index_dir).resolve()
-    manifest = Manifest.read(index_dir)
-    store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
-    try:
-        stats = store.stats()
-    finally:
-        store.close()
-    if manifest.backend == "faiss" and not (index_dir / "index.faiss").is_file():
-        raise IndexStateError(f"{index_dir} has no index.faiss; rebuild it with `cxr index build`")
-    return {
-        **stats,
-        "index_type": manifest.index_type,
-        "index_params": manifest.index_params,
-        "embed_dim": manifest.embed_dim,
-        "model_sha256": manifest.model_sha256,
-        "std_config": manifest.std_config,
-        "format_version": manifest.format_version,
-        "created_unix": manifest.created_unix,
-        "updated_unix": manifest.updated_unix,
-        "size_bytes": disk_size(index_dir),
-        "backend": manifest.backend,
-        **({"milvus": _shown(manifest.backend_params)} if manifest.backend == "milvus" else {}),
-    }
-
-
-def _shown(params: dict[str, Any]) -> dict[str, Any]:
-    """Milvus location for stats, without any credentials in a server URL."""
-    return {"uri": str(params.get("uri", "")).split("@")[-1], "collection": params.get("collection")}

@@ -22,6 +22,7 @@ from index.backend import describe, open_backend
 from index.errors import CaseNotFoundError, QueryError
 from index.faiss_index import VectorIndex, set_search_threads
 from index.filters import FilterColumns, filters_to_milvus, quote
+from index.generations import PinnedGeneration, Pointer, pin
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.prepared import PreparedQuery
@@ -70,20 +71,29 @@ class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex | MilvusIndex,
-                 table: VectorTable, embedder: Embedder) -> None:
+                 table: VectorTable, embedder: Embedder, pinned: PinnedGeneration | None = None) -> None:
         self.index_dir = index_dir
+        # The one generation every part below comes from; writers keep it on disk while pinned.
+        self._pinned = pinned
+        self.generation = pinned.name if pinned is not None else ""
+        self._size_bytes = disk_size(pinned.path if pinned is not None else index_dir)
         self.manifest = manifest
         self.store = store
         self.vindex = vindex
         self.table = table
         self.embedder = embedder
         self._model_lock = threading.Lock()
-        # The folder never changes under an open engine (edits swap in a new folder), so the
-        # tombstones are read once instead of scanning the table on every query.
+        # A generation never changes (edits make a new one), so the tombstones are read once
+        # instead of scanning the table on every query.
         self._deleted = frozenset(store.deleted_ids().tolist())
         self._columns: FilterColumns | None = None
         self._columns_lock = threading.Lock()
         self.judge = QueryJudge.for_model(getattr(embedder, "model_path", None), embedder.model_sha256)
+
+    @property
+    def pointer(self) -> Pointer | None:
+        """The pinned generation's pointer (name and manifest checksum), None for an engine built by hand."""
+        return self._pinned.pointer if self._pinned is not None else None
 
     @property
     def columns(self) -> FilterColumns:
@@ -104,25 +114,36 @@ class SearchEngine:
         from index.builder import open_embedder
 
         index_dir = Path(index_dir).resolve()
-        manifest = Manifest.read(index_dir)
-        if embedder is None:
-            if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
-                model_path = manifest.model_path
-            embedder = open_embedder(model_path, device=device)
-        check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
-        store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
-        set_search_threads()
-        vindex = open_backend(index_dir, manifest, mmap=mmap)
-        table = VectorTable(index_dir)
-        if table.dim != manifest.embed_dim:
-            raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
-                                  f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
-        log.info("opened index %s: %d cases, %s %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
-                 manifest.backend, manifest.index_type, manifest.model_sha256[:12])
-        return cls(index_dir, manifest, store, vindex, table, embedder)
+        pinned = pin(index_dir)
+        try:
+            pinned.verify()  # checksums of every file + SQLite quick_check: damage is an error now, not later
+            gen = pinned.path
+            manifest = Manifest.read(gen)
+            if embedder is None:
+                if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
+                    model_path = manifest.model_path
+                embedder = open_embedder(model_path, device=device)
+            check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
+                             index_dir=index_dir)
+            store = SQLiteStore(gen / STORE_FILE, read_only=True)
+            set_search_threads()
+            vindex = open_backend(gen, manifest, mmap=mmap)
+            table = VectorTable(gen)
+            if table.dim != manifest.embed_dim:
+                raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
+                                      f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
+        except BaseException:
+            pinned.close()
+            raise
+        log.info("opened index %s (generation %s): %d cases, %s %s index, model %s…", index_dir, pinned.name,
+                 manifest.counts.get("cases", 0), manifest.backend, manifest.index_type, manifest.model_sha256[:12])
+        return cls(index_dir, manifest, store, vindex, table, embedder, pinned=pinned)
 
     def close(self) -> None:
+        """Release the SQLite snapshot and the pin (writers may then delete this generation)."""
         self.store.close()
+        if self._pinned is not None:
+            self._pinned.close()
 
     # -- queries -----------------------------------------------------------------------------
     def _embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
@@ -331,6 +352,7 @@ class SearchEngine:
             std_config=self.manifest.std_config,
             vectors=self.vindex.ntotal,
             **describe(self.vindex),
-            size_bytes=disk_size(self.index_dir),
+            size_bytes=self._size_bytes,
+            generation=self.generation,
             updated_unix=self.manifest.updated_unix,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embed.errors import CXRError
+from embed.errors import CXRError, IndexStateError
 
 
 class CaseNotFoundError(CXRError):
@@ -17,3 +17,15 @@ class QueryError(CXRError):
 
     http_status = 422
     code = "bad_query"
+
+
+class IndexCorruptError(IndexStateError):
+    """An index file does not match the checksum its manifest recorded, or SQLite finds damage."""
+
+    code = "index_corrupt"
+
+
+class IndexMissingError(IndexStateError):
+    """The index folder, its pointer or its live generation is not there."""
+
+    code = "index_missing"

@@ -12,17 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from embed.errors import ConfigMismatchError, IndexStateError
 from embed.standardize import StandardizeConfig
+from index.pointer import CURRENT_FILE, MANIFEST_FILE, live_generation
 
-MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: generations (files checksums, next_id); 1 is still read
 
 
 class Manifest(BaseModel):
-    """Contents of ``manifest.json`` in an index folder."""
+    """Contents of ``manifest.json`` in an index folder (a plain JSON object; keys added later survive rewrites)."""
+
+    model_config = ConfigDict(extra="allow")
 
     format_version: int = FORMAT_VERSION
     model_sha256: str
@@ -40,6 +42,10 @@ class Manifest(BaseModel):
     backend: str = "faiss"  # "faiss" (index.faiss in the folder) or "milvus" (a collection, see backend_params)
     backend_params: dict[str, Any] = Field(default_factory=dict)  # milvus: uri, collection
     history: list[dict[str, Any]] = Field(default_factory=list)  # build/add/remove/rebuild steps
+    # The next case id to hand out: ids only grow, so a removed case's id never names another image.
+    next_id: int = 0
+    generation: str = ""  # set when sealed (index.generations)
+    files: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> bytes, sha256 (index.integrity)
 
     def write(self, folder: str | Path) -> Path:
         """Write atomically (tmp file then rename)."""
@@ -51,6 +57,9 @@ class Manifest(BaseModel):
 
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:
+        """The manifest of a generation folder, or of the live generation when given an index folder."""
+        if (Path(folder) / CURRENT_FILE).is_file():
+            folder = live_generation(folder)[0]
         path = Path(folder) / MANIFEST_FILE
         if not Path(folder).is_dir():
             raise IndexStateError(f"index folder {folder} not found: build one with `cxr index build --out {folder} ...`")

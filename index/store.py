@@ -2,8 +2,9 @@
 
 :class:`MetadataStore` is the small interface the builder and engine use, so
 another database can be plugged in later; :class:`SQLiteStore` is the default,
-a file beside the index. Readers from several threads each get their own
-connection (WAL mode), so the API can search concurrently.
+a file in each index generation. A read-only store is one immutable snapshot
+connection shared by every thread; a writable one (only ever a generation being
+written) gives each thread its own connection.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ class SQLiteStore:
                 "rebuild it with `cxr index build`"
             )
         self.read_only = read_only
+        if read_only:
+            # One connection for every thread, opened now: a published generation never changes
+            # (immutable=1: no locks, no WAL files), and the open file keeps answering even if the
+            # folder is deleted later, so a reader never mixes two states or fails half-way.
+            # SQLite is built serialized (sqlite3.threadsafety == 3), so threads may share it.
+            self._snapshot = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                             check_same_thread=False)
         self._local = threading.local()
         self._lock = threading.Lock()  # serialises writers; readers run freely
         self._conns: dict[int, sqlite3.Connection] = {}  # by thread ident
@@ -136,13 +144,11 @@ class SQLiteStore:
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._snapshot
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self.read_only:
-                uri = f"file:{self.path}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-            else:
-                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._lock:
@@ -161,6 +167,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close every thread's connection (checkpointing the WAL into the main file)."""
+        if self.read_only:
+            self._snapshot.close()
+            return
         with self._lock:
             for conn in self._conns.values():
                 try:

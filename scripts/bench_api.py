@@ -72,7 +72,9 @@ def ensure_model(arg: str | None, cache: Path) -> tuple[Path, str]:
 
 def ensure_index(index: Path, model: Path, data: Path, build: bool) -> None:
     """Build (or bring up to date: same model and standardization reuse the stored vectors) the index."""
-    if not build and (index / "manifest.json").is_file():
+    from index.generations import read_pointer
+
+    if not build and index.is_dir() and read_pointer(index) is not None:
         log.info("using the existing index %s as is", index)
         return
     cmd = [sys.executable, "-m", "cli", "index", "build", "--model", str(model), "--out", str(index),

@@ -2,12 +2,14 @@
 
 ``create_app()`` reads :class:`APISettings` (or takes them, for tests), refuses
 an unauthenticated service off loopback, and loads the :class:`SearchEngine`
-once in the lifespan; all requests share it read-only. Run it with
+in the lifespan; all requests share it read-only, and it follows the index's
+newer generations between requests (search_api.live). Run it with
 ``cxr serve`` or ``uvicorn --factory search_api.app:create_app``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +20,12 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from embed.errors import CXRError
+from embed.errors import ConfigMismatchError
 from index.engine import SearchEngine
 from search_api.audit import AuditMiddleware
 from search_api.batching import ModelBatcher
-from search_api.errors import install_error_handlers, redact_paths
+from search_api.errors import install_error_handlers
+from search_api.live import GenerationHeaderMiddleware, LiveIndex
 from search_api.openapi import install_openapi
 from search_api.routes import cases, health, pacs, search, stats
 from search_api.security import check_bind_policy, require_api_key
@@ -39,8 +42,24 @@ Errors are JSON `{"error": code, "detail": message}`.
 """
 
 
-def _open_engine(settings: APISettings) -> SearchEngine:
+def _open_engine(settings: APISettings, previous: SearchEngine | None = None) -> SearchEngine:
+    """Open the index's live generation; a reload re-uses the model already loaded when it still fits."""
+    if previous is not None:
+        try:
+            return SearchEngine.open(settings.index_dir, embedder=previous.embedder)
+        except ConfigMismatchError:
+            log.info("the new index generation was built with another model: loading it")
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
+
+
+def _mirror(app: FastAPI) -> Callable[[SearchEngine | None, str | None], None]:
+    """What LiveIndex calls on every switch: keep app.state's engine, reason and model info in step."""
+    def on_change(engine: SearchEngine | None, reason: str | None) -> None:
+        app.state.engine, app.state.engine_error = engine, reason
+        # the index's manifest names the model every vector came from (the engine refuses any other)
+        app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
+        app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
+    return on_change
 
 
 def _model_thread_init(settings: APISettings) -> Callable[[], None] | None:
@@ -71,22 +90,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.engine_error = "no_index"
             log.error("index not loaded: no index configured (set CXR_API_INDEX_DIR or cxr serve --index)")
         else:
-            try:
-                app.state.engine = await anyio.to_thread.run_sync(_open_engine, settings)
-            except CXRError as exc:
-                app.state.engine_error = exc.code
-                log.error("index not loaded (%s): %s", exc.code, redact_paths(str(exc)))
-            except Exception:  # noqa: BLE001 - keep serving /health; the trace goes to the server log only
-                log.exception("the search engine could not be loaded")
-                app.state.engine_error = "engine_error"
+            live = LiveIndex(settings.index_dir, functools.partial(_open_engine, settings), _mirror(app))
+            await anyio.to_thread.run_sync(live.load)
+            app.state.live = live
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
-    app.state.batcher = None
+    app.state.batcher = app.state.batcher_embedder = None
     if engine is not None:
         app.state.batcher = ModelBatcher(engine.embed_prepared, window_s=settings.batch_window_ms / 1000,
                                          max_batch=settings.max_batch, thread_init=_model_thread_init(settings))
         app.state.batcher.start()
+        app.state.batcher_embedder = engine.embedder  # later generations batch only if they share it
         if settings.warm_up:
             await app.state.batcher.warm_up(lambda n: [engine.blank_query() for _ in range(n)])
     # the index's manifest names the model every vector came from (the engine refuses any other)
@@ -103,8 +118,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.batcher = None
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
-        if given is None and engine is not None:
-            engine.close()
+        live = getattr(app.state, "live", None)
+        if live is not None:
+            live.close()
+            app.state.live = None
         app.state.engine = given
 
 
@@ -121,10 +138,11 @@ def create_app(settings: APISettings | None = None, engine: SearchEngine | None 
     app.state.settings = settings
     app.state.api_keys = keys
     app.state.engine = engine
+    app.state.live = None  # set in the lifespan when the app opens the index itself (search_api.live)
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
     app.state.executor = None
-    app.state.batcher = None
+    app.state.batcher = app.state.batcher_embedder = None
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)
@@ -139,5 +157,6 @@ def create_app(settings: APISettings | None = None, engine: SearchEngine | None 
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(GenerationHeaderMiddleware)
     app.add_middleware(AuditMiddleware)
     return app

@@ -186,7 +186,10 @@ async def embed_upload(request: Request, engine: SearchEngine, data: bytes) -> P
 
     prepared = await run_blocking(request, engine.prepare, data)
     batcher: ModelBatcher[PreparedQuery] | None = getattr(request.app.state, "batcher", None)
-    if batcher is None:  # app used without its lifespan, as run_blocking allows
+    # A batch runs on the model of the engine the batcher was made for. A generation loaded later
+    # (search_api.live) shares that model unless the index was rebuilt with another one: then it
+    # embeds on its own, never in another model's batch.
+    if batcher is None or getattr(request.app.state, "batcher_embedder", None) is not engine.embedder:
         await run_blocking(request, engine.embed_prepared, [prepared])
     else:
         await batcher.embed(prepared)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Iterator
 from typing import Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
@@ -31,13 +32,24 @@ LIST_FIELDS = ("view", "source", "finding")
 SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention")
 
 
-def get_engine(request: Request) -> SearchEngine:
-    """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
-    engine: SearchEngine | None = request.app.state.engine
-    if engine is None:
-        reason = request.app.state.engine_error or "loading"
-        raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
-    return engine
+def get_engine(request: Request) -> Iterator[SearchEngine]:
+    """The SearchEngine for this request, or 503 with the (path-free) reason it is missing.
+
+    The request keeps that engine (one index generation) from start to end, even if the
+    server switches to a newer generation meanwhile (search_api.live).
+    """
+    live = getattr(request.app.state, "live", None)
+    if live is None:  # an engine handed to create_app (tests, embedding apps)
+        engine: SearchEngine | None = request.app.state.engine
+        if engine is None:
+            reason = request.app.state.engine_error or "loading"
+            raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
+        request.state.index_generation = engine.generation
+        yield engine
+        return
+    with live.lease() as engine:
+        request.state.index_generation = engine.generation
+        yield engine
 
 
 #: Route parameters, as the FastAPI full-stack template types its dependencies.

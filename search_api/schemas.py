@@ -36,8 +36,9 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     index_loaded: bool
     reason: str | None = Field(None, description=(
-        "why the index is not loaded, as a short code: no_index, index_state, config_mismatch, model_error, "
-        "engine_error (details in the server log only)"), examples=["index_state"])
+        "why the index is not loaded, as a short code: no_index, index_state, index_missing, index_corrupt, "
+        "config_mismatch, model_error, engine_error (details in the server log only); while an index is served, "
+        "reload_failed:<code> says a newer generation could not be loaded"), examples=["index_state"])
     version: str
 
     model_config = ConfigDict(json_schema_extra={"examples": [

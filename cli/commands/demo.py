@@ -109,7 +109,9 @@ def index_is_usable(index_dir: Path, model: Path | None) -> tuple[bool, str]:
     """
     from embed.errors import CXRError
 
-    if not (index_dir / "manifest.json").is_file():
+    from index.generations import read_pointer
+
+    if read_pointer(index_dir) is None:
         return False, "no index yet"
     if model is None or not model.is_file():
         return True, "reusing the index"

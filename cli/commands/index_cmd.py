@@ -35,14 +35,21 @@ def _dataset_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--study-date-to", default=None, metavar="YYYY-MM-DD", help="last study date")
 
 
+def _lock_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                   help="when another command is changing this index, wait this long for it (default "
+                   "CXR_INDEX_LOCK_TIMEOUT or 600; negative: wait for ever), then give up with a message")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index",
         help="build and maintain the similar-case index (FAISS + SQLite metadata)",
         description="An index folder holds the FAISS index, the metadata store (SQLite), the raw embeddings "
-        "and a manifest naming the model. Every change is written to a temporary folder and swapped in, so an "
-        "interrupted command leaves the previous index intact. Images are deduplicated by content: indexing "
-        "the same files twice adds nothing.",
+        "and a manifest naming the model, in one generation folder named by DIR/CURRENT. Every change writes a new "
+        "generation and switches CURRENT atomically, one writer at a time (a second waits), so an interrupted "
+        "command leaves the previous index live and a running server moves to the new one between requests. "
+        "Images are deduplicated by content: indexing the same files twice adds nothing.",
     )
     sub = parser.add_subparsers(dest="index_command", metavar="ACTION")
 
@@ -58,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "with --backend milvus the same names map to FLAT, IVF_FLAT, IVF_PQ, HNSW, plus gpu_cagra and "
                    "gpu_ivf_pq on a Milvus server with GPUs")
     b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    _lock_flag(b)
     b.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
                    help="where the vectors live: faiss (a file in the index folder, default) or milvus "
                    "(a collection at --milvus-uri; filters run inside Milvus)")
@@ -70,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description="Embed only the images not yet in the index (by content hash) and add them.")
     _dataset_flags(a)
     a.add_argument("--index", type=Path, required=True, help="existing index folder")
+    _lock_flag(a)
     a.set_defaults(func=run)
 
     r = sub.add_parser("remove", help="remove cases by id or by source",
@@ -78,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--index", type=Path, required=True, help="index folder")
     r.add_argument("--ids", type=int, nargs="+", default=None, help="case ids to remove")
     r.add_argument("--source", nargs="+", default=None, help="remove every case of these sources")
+    _lock_flag(r)
     r.set_defaults(func=run)
 
     rb = sub.add_parser("rebuild", help="recreate the FAISS index from the stored vectors (compact, change type)",
@@ -87,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rb.add_argument("--index", type=Path, required=True, help="index folder")
     rb.add_argument("--index-type", choices=INDEX_TYPES, default=None, help="new index type (default: as built)")
     rb.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    _lock_flag(rb)
     rb.add_argument("--backend", choices=("faiss", "milvus"), default=None,
                     help="move the vectors to this backend (no image is read again; default: as built)")
     rb.add_argument("--milvus-uri", default=None, metavar="URI",
@@ -98,6 +109,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--index", type=Path, required=True, help="index folder")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=run)
+
+    v = sub.add_parser("verify", help="check every index file against its checksum, and SQLite's integrity",
+                       description="Compare each file of the live generation with the size and sha256 its "
+                       "manifest recorded (and the manifest with the one CURRENT recorded), then run SQLite's "
+                       "quick_check. Exit 0 when all is well, 1 when something is damaged.")
+    v.add_argument("--index", type=Path, required=True, help="index folder")
+    v.add_argument("--json", action="store_true", help="print JSON")
+    v.set_defaults(func=run)
     parser.set_defaults(func=run, _index_parser=parser)
 
 
@@ -144,15 +163,22 @@ def _dicomweb_opts(args: argparse.Namespace) -> dict[str, Any]:
 
 def _known_refs(index_dir: Path, source: str) -> set[str]:
     """Case ids of ``source`` already in the index, so the PACS reader skips them before fetching."""
+    from index.errors import IndexMissingError
+    from index.generations import pin
     from index.store import STORE_FILE, SQLiteStore
 
-    if not (Path(index_dir) / STORE_FILE).is_file():
-        return set()
-    store = SQLiteStore(Path(index_dir) / STORE_FILE, read_only=True)
     try:
-        return store.refs_for_source(source)
+        pinned = pin(index_dir)  # the live generation (a hint only: the add itself deduplicates again)
+    except IndexMissingError:
+        return set()
+    try:
+        store = SQLiteStore(pinned.path / STORE_FILE, read_only=True)
+        try:
+            return store.refs_for_source(source)
+        finally:
+            store.close()
     finally:
-        store.close()
+        pinned.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
             workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
+            lock_timeout=args.lock_timeout,
             backend=args.backend, milvus_uri=args.milvus_uri, runner=make_runner(args),
             embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
         )
@@ -177,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     elif action == "add":
         rep = builder.add_to_index(
             args.index, args.specs, model=args.model, batch_size=args.batch_size, workers=args.workers,
-            progress=not args.no_progress, dataset_opts=opts, runner=make_runner(args),
+            progress=not args.no_progress, dataset_opts=opts, runner=make_runner(args), lock_timeout=args.lock_timeout,
             embedder=(builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size)
                       if args.model else None),
         )
@@ -187,16 +214,42 @@ def run(args: argparse.Namespace) -> int:
             from embed.errors import CXRError
 
             raise CXRError("say what to remove: --ids ID ... or --source NAME ...")
-        n = builder.remove_from_index(args.index, ids=args.ids, sources=args.source)
+        n = builder.remove_from_index(args.index, ids=args.ids, sources=args.source,
+                                      lock_timeout=args.lock_timeout)
         print(f"removed {n} cases from {args.index}")
     elif action == "rebuild":
         rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old,
-                                    backend=args.backend, milvus_uri=args.milvus_uri)
+                                    backend=args.backend, milvus_uri=args.milvus_uri, lock_timeout=args.lock_timeout)
         print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
     elif action == "stats":
-        st = builder.index_stats(args.index)
+        from index.describe import index_stats
+
+        st = index_stats(args.index)
         if args.json:
             print(json.dumps(st, indent=2))
         else:
             _print_stats(st)
+    elif action == "verify":
+        return _verify(args)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from index.errors import IndexCorruptError
+    from index.generations import live_generation, verify_index
+
+    try:
+        live_generation(args.index)  # no index at all: the usual error, exit 2
+    except IndexCorruptError:
+        pass  # a damaged pointer is reported below like any other damage
+    rep = verify_index(args.index)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(f"index {args.index}, generation {rep['generation']}: {'OK' if rep['ok'] else 'DAMAGED'}")
+        for name, status in dict(rep["files"]).items():
+            print(f"  {status:18s} {name}")
+        print(f"  {str(rep['sqlite_quick_check'])[:18]:18s} SQLite quick_check")
+        for line in [*rep["problems"], *rep["notes"]]:
+            print(f"  - {line}")
+    return 0 if rep["ok"] else 1

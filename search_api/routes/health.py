@@ -20,7 +20,11 @@ def _version() -> str:
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness and whether the index is loaded")
 def health(request: Request) -> HealthResponse:
-    """Always 200 while the process runs; ``index_loaded`` false (with the reason) if the engine failed."""
+    """Always 200 while the process runs; ``index_loaded`` false (with the reason) if the engine failed;
+    ``reason`` also says why a newer index generation could not be loaded while the old one is served."""
+    live = getattr(request.app.state, "live", None)
+    if live is not None:
+        live.check()  # a removed folder shows here at once; a new generation starts loading
     loaded = getattr(request.app.state, "engine", None) is not None
-    reason = None if loaded else getattr(request.app.state, "engine_error", None)
+    reason = getattr(request.app.state, "engine_error", None)
     return HealthResponse(index_loaded=loaded, reason=reason, version=_version())

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from embed.errors import ConfigMismatchError, IndexStateError
-from index.builder import add_to_index, build_index, index_stats, rebuild_index, remove_from_index
+from index.builder import add_to_index, build_index, rebuild_index, remove_from_index
+from index.describe import index_stats
 from index.engine import SearchEngine
 from index.faiss_index import VectorIndex
+from index.generations import live_generation
+from index.integrity import file_sha256
 from index.manifest import Manifest
 from index.selection import IndexSpec
 from index.store import SQLiteStore
@@ -18,12 +21,20 @@ from index.vectors import VectorTable
 from tests.index.conftest import make_records, write_png
 
 
+def live(folder):
+    """The live generation folder of an index."""
+    return live_generation(folder)[0]
+
+
 def snapshot(folder) -> dict:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    """The pointer and every file of the live generation."""
+    gen = live(folder)
+    return {"CURRENT": (folder / "CURRENT").read_bytes(),
+            **{p.name: p.read_bytes() for p in sorted(gen.iterdir()) if p.is_file()}}
 
 
 def ids_in(folder) -> list[int]:
-    s = SQLiteStore(folder / "store.sqlite", read_only=True)
+    s = SQLiteStore(live(folder) / "store.sqlite", read_only=True)
     try:
         return s.all_ids().tolist()
     finally:
@@ -35,7 +46,7 @@ def test_build_writes_consistent_folder(built_index, records):
     assert m.counts == {"cases": 30, "deleted": 0, "vectors": 30}
     assert m.index_type == "flat" and m.embed_dim == 32 and len(m.model_sha256) == 64
     assert m.std_config["size"] == 64 and m.std_fingerprint
-    t = VectorTable(built_index)
+    t = VectorTable(live(built_index))
     assert t.ids.tolist() == ids_in(built_index) == list(range(1, 31))
     np.testing.assert_allclose(np.linalg.norm(t.vectors, axis=1), 1.0, atol=1e-5)
     st = index_stats(built_index)
@@ -43,13 +54,14 @@ def test_build_writes_consistent_folder(built_index, records):
 
 
 def test_build_twice_adds_nothing_and_keeps_ids(index_copy, records, embedder, tiny_ckpt):
-    before = VectorTable(index_copy, mmap=False)
+    before = VectorTable(live(index_copy), mmap=False)
     rep = build_index(records, index_copy, model=tiny_ckpt, embedder=embedder, workers=0, progress=False)
     assert rep.total == 30 and rep.reused_vectors == 30  # nothing re-embedded
-    after = VectorTable(index_copy, mmap=False)
+    after = VectorTable(live(index_copy), mmap=False)
     assert after.ids.tolist() == before.ids.tolist()
     np.testing.assert_array_equal(after.vectors, before.vectors)
     assert not list(index_copy.parent.glob("index.tmp-*")) and not list(index_copy.parent.glob("index.old*"))
+    assert sorted(p.name for p in index_copy.iterdir()) == [".write.lock", ".write.owner", "CURRENT", "gen-000002"]
 
 
 def test_duplicate_content_and_unreadable_files_are_reported(tmp_path, embedder, tiny_ckpt):
@@ -83,7 +95,7 @@ def test_interrupted_build_leaves_old_index_intact(index_copy, records, embedder
                     progress=False)
     assert calls["n"] == 2
     assert snapshot(index_copy) == before
-    assert not list(index_copy.parent.glob("index.tmp-*"))
+    assert not list(index_copy.parent.glob("index.tmp-*")) and not list(index_copy.glob("*.tmp-*"))
     monkeypatch.undo()
     engine = SearchEngine.open(index_copy, embedder=embedder)
     assert engine.stats().cases == 30
@@ -96,7 +108,7 @@ def test_add_remove_rebuild_keep_ids_and_results_consistent(index_copy, embedder
     assert ids_in(index_copy) == list(range(1, 37))
     assert add_to_index(index_copy, new, embedder=embedder, workers=0, progress=False).added == 0  # idempotent
     engine = SearchEngine.open(index_copy, embedder=embedder)
-    table = VectorTable(index_copy)
+    table = VectorTable(live(index_copy))
     res = engine.search(33, k=36, exclude_same_patient=False, with_attention=False)
     sims = table.get(np.array(ids_in(index_copy))) @ table.get(np.array([33]))[0]
     order = [i + 1 for i in np.argsort(-sims) if i + 1 != 33]
@@ -108,7 +120,7 @@ def test_add_remove_rebuild_keep_ids_and_results_consistent(index_copy, embedder
     assert ids_in(index_copy) == list(range(3, 31))
     m = Manifest.read(index_copy)
     assert m.counts == {"cases": 28, "deleted": 0, "vectors": 28}
-    assert VectorTable(index_copy).ids.tolist() == list(range(3, 31))
+    assert VectorTable(live(index_copy)).ids.tolist() == list(range(3, 31))
     res = SearchEngine.open(index_copy, embedder=embedder).search(5, k=40, exclude_same_patient=False)
     assert len(res.hits) == 27 and not {1, 2} & {h.case.id for h in res.hits}
 
@@ -116,7 +128,7 @@ def test_add_remove_rebuild_keep_ids_and_results_consistent(index_copy, embedder
     m = Manifest.read(index_copy)
     assert m.index_type == "ivf" and m.index_params["requested"] == "ivf" and m.counts["vectors"] == 28
     assert ids_in(index_copy) == list(range(3, 31))
-    assert VectorIndex.load(index_copy, IndexSpec("ivf", m.index_params)).ntotal == 28
+    assert VectorIndex.load(live(index_copy), IndexSpec("ivf", m.index_params)).ntotal == 28
 
 
 def test_hnsw_remove_tombstones_until_rebuild(tmp_path, records, embedder, tiny_ckpt):
@@ -147,10 +159,13 @@ def test_model_mismatch_is_refused(built_index, other_ckpt, records):
 
 
 def test_standardization_mismatch_is_refused(index_copy, embedder):
-    path = index_copy / "manifest.json"
+    path = live(index_copy) / "manifest.json"
     d = json.loads(path.read_text())
     d["std_fingerprint"] = "0123456789abcdef"
     path.write_text(json.dumps(d))
+    pointer = json.loads((index_copy / "CURRENT").read_text())  # as if built so: record the edited manifest
+    pointer["manifest_sha256"] = file_sha256(path)
+    (index_copy / "CURRENT").write_text(json.dumps(pointer))
     with pytest.raises(ConfigMismatchError, match="standardization"):
         SearchEngine.open(index_copy, embedder=embedder)
 
@@ -194,4 +209,4 @@ def test_file_names_in_extra_are_not_stored(tmp_path, embedder, tiny_ckpt):
     build_index(recs, out, model=tiny_ckpt, embedder=embedder, workers=0, progress=False)
     engine = SearchEngine.open(out, embedder=embedder)
     assert engine.get_case(1).extra == {"doi": "10.1/x"}
-    assert b"Doe_Jane" not in (out / "store.sqlite").read_bytes()
+    assert b"Doe_Jane" not in (live(out) / "store.sqlite").read_bytes()

@@ -7,6 +7,7 @@ import pytest
 
 from index.engine import SearchEngine
 from index.errors import CaseNotFoundError, QueryError
+from index.generations import live_generation
 from index.schemas import SearchFilters
 from index.vectors import VectorTable
 from index.voting import knn_vote
@@ -22,7 +23,7 @@ def engine(request, built_index, embedder):
 
 
 def expected(built_index, query_vec, allowed) -> list[int]:
-    t = VectorTable(built_index)
+    t = VectorTable(live_generation(built_index)[0])
     allowed = np.array(sorted(allowed))
     sims = t.get(allowed) @ query_vec
     return allowed[np.argsort(-sims, kind="stable")].tolist()
@@ -32,7 +33,7 @@ def test_image_query_matches_brute_force(engine, built_index, records):
     q = engine.embed(records[7].image_path)
     # The index embeds through the uint8 standardized-image cache, the query at float precision:
     # the same image gives the same vector up to that 1/255 quantization.
-    np.testing.assert_allclose(q, VectorTable(built_index).get(np.array([8]))[0], atol=2e-3)
+    np.testing.assert_allclose(q, VectorTable(live_generation(built_index)[0]).get(np.array([8]))[0], atol=2e-3)
     res = engine.search(records[7].image_path, k=5, exclude_same_patient=False)
     # The very image is indexed (id 8): it is the query's own case, never a hit.
     assert res.query_id == 8

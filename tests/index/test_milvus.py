@@ -17,7 +17,9 @@ pytest.importorskip("pymilvus", reason="pymilvus/milvus-lite not installed: pip 
 
 from cli.main import main  # noqa: E402
 from embed.errors import IndexStateError  # noqa: E402
-from index.builder import add_to_index, build_index, index_stats, rebuild_index, remove_from_index  # noqa: E402
+from index.builder import add_to_index, build_index, rebuild_index, remove_from_index  # noqa: E402
+from index.describe import index_stats  # noqa: E402
+from index.generations import live_generation  # noqa: E402
 from index.engine import SearchEngine  # noqa: E402
 from index.filters import filters_to_milvus  # noqa: E402
 from index.manifest import Manifest  # noqa: E402
@@ -33,7 +35,7 @@ def collections(index_dir) -> list[str]:
 
 
 def brute_force(index_dir, q: np.ndarray, allowed: set[int], k: int) -> list[int]:
-    t = VectorTable(index_dir)
+    t = VectorTable(live_generation(index_dir)[0])
     ids = np.array(sorted(allowed))
     return ids[np.argsort(-(t.get(ids) @ q), kind="stable")][:k].tolist()
 
@@ -71,7 +73,7 @@ def test_build_add_remove_rebuild_stats(tmp_path, records, embedder, tiny_ckpt):
     build_index(records[:20], out, model=tiny_ckpt, embedder=embedder, workers=0, progress=False,
                 backend="milvus", milvus_uri=uri)
     m = Manifest.read(out)
-    assert m.backend == "milvus" and m.backend_params["uri"] == uri and not (out / "index.faiss").exists()
+    assert m.backend == "milvus" and m.backend_params["uri"] == uri and not (live_generation(out)[0] / "index.faiss").exists()
     first = m.backend_params["collection"]
     assert collections(out) == [first]
 
@@ -97,7 +99,7 @@ def test_build_add_remove_rebuild_stats(tmp_path, records, embedder, tiny_ckpt):
     assert m2.index_type == "hnsw" and collections(out) == [m2.backend_params["collection"]] != [first]
     assert index_stats(out)["cases"] == 28
     rebuild_index(out, backend="faiss")  # back to FAISS without re-embedding: the collection is dropped
-    assert index_stats(out)["backend"] == "faiss" and (out / "index.faiss").is_file()
+    assert index_stats(out)["backend"] == "faiss" and (live_generation(out)[0] / "index.faiss").is_file()
     assert connect(uri).list_collections() == []
 
 

@@ -89,6 +89,7 @@ def test_stats_counts(store):
 
 
 def test_concurrent_readers(store, tmp_path):
+    store.close()  # read-only stores are published generations: written, closed, never changed again
     ro = SQLiteStore(tmp_path / "store.sqlite", read_only=True)
     errors: list[Exception] = []
 
@@ -126,12 +127,26 @@ def test_filter_validation():
 
 
 def test_connections_of_ended_threads_are_closed(store, tmp_path):
-    """Thread pools retire idle threads: their SQLite connections must not pile up."""
-    ro = SQLiteStore(tmp_path / "store.sqlite", read_only=True)
+    """Thread pools retire idle threads: a writable store's per-thread connections must not pile up."""
     for _ in range(20):  # 20 short-lived threads, one after another
-        t = threading.Thread(target=lambda: ro.get_one(3))
+        t = threading.Thread(target=lambda: store.get_one(3))
         t.start()
         t.join()
-    ro.get_one(3)  # a connection made now prunes those of the ended threads
-    assert len(ro._conns) <= 2
+    store.get_one(3)  # a connection made now prunes those of the ended threads
+    assert len(store._conns) <= 2
+
+
+def test_read_only_store_is_one_snapshot_that_survives_deletion(store, tmp_path):
+    """Every thread of a reader uses the one connection opened at start, so deleting the file later
+    cannot make some threads fail ("unable to open database file") while others answer."""
+    store.close()
+    ro = SQLiteStore(tmp_path / "store.sqlite", read_only=True)
+    (tmp_path / "store.sqlite").unlink()
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(ro.get_one(3).id)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [3, 3, 3, 3] and ro.count() == 10 and ro._conns == {}
     ro.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from index.generations import live_generation
 from tests.pacs.conftest import N_LABELLED
 
 pytestmark = pytest.mark.pacs
@@ -27,7 +28,7 @@ def test_index_over_dicomweb_keeps_no_identifier(pacs, pacs_index, caplog):
     # every generated chest film and the shared chest radiographs; the hip CR is reported, not indexed
     assert report.added == len(pacs.films) + 7 + N_LABELLED
     assert report.skipped_rows == {"not a chest (body part HIP)": 1}
-    dump = "\n".join(sqlite3.connect(out / "store.sqlite").iterdump())
+    dump = "\n".join(sqlite3.connect(live_generation(out)[0] / "store.sqlite").iterdump())
     for text in _identifiers(pacs):
         assert text not in dump
     assert "dicomweb/w_" in dump and "u_" in dump

@@ -59,7 +59,7 @@ def test_cold_then_warm_start(demo_setup):
     assert re.search(r"Page: http://127\.0\.0\.1:\d+", cold.stdout)
     keys = re.findall(r"shown once\): (\S+)", cold.stdout)
     assert len(keys) == 1 and len(keys[0]) >= 24
-    assert (index / "manifest.json").is_file()
+    assert (index / "CURRENT").is_file()
 
     warm = subprocess.run(_demo_cmd(data, index, ckpt, free_port(), free_port(), "--exit-when-ready"),
                           cwd=PROJECT_ROOT, env=base_env(tmp), capture_output=True, text=True, timeout=600)
