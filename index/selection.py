@@ -20,6 +20,8 @@ from typing import Any
 from embed.errors import CXRError
 
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+#: Index types only the Milvus backend has (on a Milvus server with GPU query nodes).
+MILVUS_ONLY_TYPES = ("gpu_cagra", "gpu_ivf_pq")
 
 #: Largest corpus searched exactly by the automatic rule (measured, see module doc).
 FLAT_MAX = 20_000
@@ -82,23 +84,25 @@ def spec_for(kind: str, n: int, dim: int) -> IndexSpec:
     """Parameters for an explicitly named index type and corpus size."""
     if kind == "flat":
         return IndexSpec("flat", {})
-    if kind in ("ivf", "ivfpq"):
+    if kind in ("ivf", "ivfpq", "gpu_ivf_pq"):
         nlist = ivf_nlist(n)
         params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_nprobe(nlist), "train_size": min(n, 64 * nlist)}
-        if kind == "ivfpq":
+        if kind in ("ivfpq", "gpu_ivf_pq"):
             # PQ training (one k-means per sub-quantizer) is slow on a CPU: 40 points per list suffice.
             params.update({"pq_m": pq_m(dim), "pq_bits": 8, "nprobe": min(nlist, params["nprobe"] * 2),
                            "train_size": min(n, max(40 * nlist, 10_000))})
         return IndexSpec(kind, params)
     if kind == "hnsw":
         return IndexSpec("hnsw", {"M": 32, "efConstruction": 80, "efSearch": 64})
-    raise IndexTypeError(f"unknown index type {kind!r}: choose one of {', '.join(INDEX_TYPES)}")
+    if kind == "gpu_cagra":  # CAGRA graph on the GPU (Milvus GPU_CAGRA); degrees as Milvus recommends
+        return IndexSpec("gpu_cagra", {"intermediate_graph_degree": 64, "graph_degree": 32, "itopk_size": 128})
+    raise IndexTypeError(f"unknown index type {kind!r}: choose one of {', '.join(INDEX_TYPES + MILVUS_ONLY_TYPES)}")
 
 
 def choose_index(n: int, dim: int, override: str = "auto", budget: int | None = None) -> IndexSpec:
     """The index for ``n`` vectors of ``dim`` floats: ``override`` wins unless it is 'auto'."""
     override = (override or "auto").lower()
-    if override not in INDEX_TYPES:
+    if override not in INDEX_TYPES + MILVUS_ONLY_TYPES:
         raise IndexTypeError(f"unknown index type {override!r}: choose one of {', '.join(INDEX_TYPES)}")
     if override != "auto":
         spec = spec_for(override, n, dim)
