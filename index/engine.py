@@ -284,8 +284,12 @@ class SearchEngine:
         """Similarity of the query to its nearest live indexed case other than itself (no filters), for the guard."""
         if not self.judge.guard or len(self.table) == 0:
             return None
-        own = [q.case_id] if q.case_id is not None else []
-        ex = np.array(sorted(set(own) | self._deleted), np.int64)
+        skip = self._deleted | ({q.case_id} if q.case_id is not None else set())
+        if self.vindex.kind == "milvus":  # one query vector, no exclusion list: skip own/deleted ids here
+            sims1, ids1 = self.vindex.search(q.vector, 2)
+            best = [float(s) for s, i in zip(sims1, ids1) if int(i) not in skip]
+            return best[0] if best else None
+        ex = np.array(sorted(skip), np.int64)
         sims, ids = self.vindex.search(q.vector[None], 1, excluded=ex if len(ex) else None)
         return float(sims[0][0]) if ids[0][0] >= 0 else None
 
