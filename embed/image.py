@@ -228,14 +228,22 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
 
 
 def chroma(arr: np.ndarray, bits: int = 8) -> float:
-    """Mean colourfulness of an RGB(A) array in [0,1]: (max - min) over R, G, B, averaged over a pixel grid.
+    """Colour of an RGB(A) array that no single tint explains, in [0, ~1] (0 for a grey image).
 
-    A radiograph stored as RGB has equal channels (0) or a few coloured annotation marks (small);
-    a photograph is colourful everywhere. The OOD guard (:mod:`embed.guard`) reads it.
+    Per pixel the colour differences (R-G, G-B) are fitted as a quadratic function of the grey
+    level; the mean absolute residual is returned. A radiograph stored as RGB has equal channels,
+    and one photographed or printed with a colour cast (bluish, purple) still has one hue per
+    grey level: both score near 0 (at most 0.064 over the shared corpus). A photograph has
+    different hues at the same brightness (sky, grass) and scores high. Read by the OOD guard
+    (:mod:`embed.guard`).
     """
     step = max(1, int(max(arr.shape[0], arr.shape[1]) // 256))
-    rgb = np.asarray(arr[::step, ::step, :3], dtype=np.float32)
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / float(2**bits - 1))
+    rgb = np.asarray(arr[::step, ::step, :3], dtype=np.float64) / float(2**bits - 1)
+    grey = rgb.mean(axis=2).ravel()
+    diff = np.stack([rgb[..., 0] - rgb[..., 1], rgb[..., 1] - rgb[..., 2]], axis=-1).reshape(-1, 2)
+    basis = np.stack([np.ones_like(grey), grey, grey * grey], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, diff, rcond=None)
+    return float(np.abs(diff - basis @ coef).sum(axis=1).mean())
 
 
 def _decode_raster(img, data: bytes, kind: str, ihdr, name: str) -> tuple[np.ndarray, int]:

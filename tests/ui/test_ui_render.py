@@ -92,3 +92,16 @@ def test_hit_accessors_handle_nested_case():
     hit = {"rank": 1, "similarity": 0.9, "case": {"id": 17, "findings": []}}
     assert render.hit_id(hit) == 17
     assert render.fmt_findings(render.hit_case(hit)) == "no label"
+
+
+def test_ood_warning_only_for_flagged_queries_and_calibrated_rows():
+    from ui import render
+
+    assert render.ood_warning({"ood": None}) is None
+    assert render.ood_warning({"ood": {"flagged": False, "score": 0.4}}) is None
+    msg = render.ood_warning({"ood": {"flagged": True, "reason": "not a chest radiograph", "score": 0.0}})
+    assert msg and "not a chest radiograph" in msg and "unreliable" in msg
+    rows = render.calibrated_rows({"A": {"probability": 0.2, "neighbours": 2, "of": 10},
+                                   "B": {"probability": 0.8, "neighbours": 8, "of": 10},
+                                   "C": {"probability": None, "neighbours": 1, "of": 10}})
+    assert rows == ["B 80% (8 of 10 neighbours)", "A 20% (2 of 10 neighbours)"]
