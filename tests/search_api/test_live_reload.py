@@ -158,6 +158,8 @@ def test_damaged_index_is_reported_at_start_and_a_damaged_new_generation_is_not_
     index = tmp_path / "idx"
     shutil.copytree(tiny_index.index_dir, index)
     faiss_file = live_generation(index)[0] / "index.faiss"
+    if not faiss_file.is_file():
+        pytest.skip("the Milvus backend keeps no index.faiss (its store and vectors are checked the same way)")
     good = faiss_file.read_bytes()
     faiss_file.write_bytes(good[:100] + bytes(b ^ 0xFF for b in good[100:4196]) + good[4196:])
     settings = APISettings(index_dir=index, model_path=tiny_index.checkpoint, api_keys=API_KEY)
