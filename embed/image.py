@@ -231,7 +231,8 @@ def chroma(arr: np.ndarray, bits: int = 8) -> float:
     """Colour of an RGB(A) array that no single tint explains, in [0, ~1] (0 for a grey image).
 
     Per pixel the colour differences (R-G, G-B) are fitted as a quadratic function of the grey
-    level; the mean absolute residual is returned. A radiograph stored as RGB has equal channels,
+    level; the mean absolute residual is returned. The 3x3 least-squares system is solved by
+    hand (Cramer's rule on sums): this runs in DataLoader workers, where a forked BLAS can hang. A radiograph stored as RGB has equal channels,
     and one photographed or printed with a colour cast (bluish, purple) still has one hue per
     grey level: both score near 0 (at most 0.064 over the shared corpus). A photograph has
     different hues at the same brightness (sky, grass) and scores high. Read by the OOD guard
@@ -239,11 +240,27 @@ def chroma(arr: np.ndarray, bits: int = 8) -> float:
     """
     step = max(1, int(max(arr.shape[0], arr.shape[1]) // 256))
     rgb = np.asarray(arr[::step, ::step, :3], dtype=np.float64) / float(2**bits - 1)
-    grey = rgb.mean(axis=2).ravel()
-    diff = np.stack([rgb[..., 0] - rgb[..., 1], rgb[..., 1] - rgb[..., 2]], axis=-1).reshape(-1, 2)
-    basis = np.stack([np.ones_like(grey), grey, grey * grey], axis=1)
-    coef, *_ = np.linalg.lstsq(basis, diff, rcond=None)
-    return float(np.abs(diff - basis @ coef).sum(axis=1).mean())
+    g = rgb.mean(axis=2).ravel()
+    powers = [float((g**k).sum()) for k in range(5)]
+    m = [[powers[i + j] for j in range(3)] for i in range(3)]
+    det = _det3(m)
+    out = 0.0
+    for d in (rgb[..., 0] - rgb[..., 1], rgb[..., 1] - rgb[..., 2]):
+        d = d.ravel()
+        rhs = [float((d * g**k).sum()) for k in range(3)]
+        if abs(det) < 1e-12:  # (nearly) one grey level: the mean colour difference is the fit
+            fit = np.full_like(d, d.mean())
+        else:
+            c = [_det3([[rhs[i] if j == col else m[i][j] for j in range(3)] for i in range(3)]) / det
+                 for col in range(3)]
+            fit = c[0] + c[1] * g + c[2] * g * g
+        out += float(np.abs(d - fit).mean())
+    return out
+
+
+def _det3(m: list[list[float]]) -> float:
+    return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
 
 
 def _decode_raster(img, data: bytes, kind: str, ihdr, name: str) -> tuple[np.ndarray, int]:
