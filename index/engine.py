@@ -22,10 +22,12 @@ from index.errors import CaseNotFoundError, QueryError
 from index.faiss_index import VectorIndex, gpu_count, set_search_threads
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
-from index.schemas import CaseRow, Hit, SearchFilters, SearchResult
+from index.evidence import add_patient_counts, vote_hierarchy
+from index.schemas import CaseRow, Hit, QueryView, SearchFilters, SearchResult
 from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
+from index.views import ViewClassifier, find_view_classifier, view_family
 from index.voting import knn_vote, prognosis_summary
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ EXACT_SUBSET_MAX = 5_000
 MAX_K = 1000
 #: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
 RERANK_FACTOR = 20
+#: The query's de-identified facts returned with a search (what the reader of the film keeps).
+QUERY_FACTS = ("age", "sex", "view", "body_part", "modality")
+VIEW_SCOPES = ("same", "any")
 
 
 def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
@@ -51,17 +56,21 @@ class _Query:
     """A resolved query: its vector, and what is known about it (own case id, patient, image)."""
 
     def __init__(self, vector: np.ndarray, case_id: int | None, patient: str | None,
-                 attention: np.ndarray | None = None, image: np.ndarray | None = None) -> None:
+                 attention: np.ndarray | None = None, image: np.ndarray | None = None,
+                 facts: dict[str, Any] | None = None, view_source: str = "unknown") -> None:
         self.vector, self.case_id, self.patient = vector, case_id, patient
         self.attention, self.image = attention, image
+        self.facts = {k: v for k, v in (facts or {}).items() if k in QUERY_FACTS and v not in (None, "")}
+        self.view_source = view_source
 
 
 class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
-                 table: VectorTable, embedder: Any) -> None:
+                 table: VectorTable, embedder: Any, view_classifier: ViewClassifier | None = None) -> None:
         self.index_dir = index_dir
+        self.view_classifier = view_classifier
         self.manifest = manifest
         self.store = store
         self.vindex = vindex
@@ -94,10 +103,14 @@ class SearchEngine:
 
         index_dir = Path(index_dir).resolve()
         manifest = Manifest.read(index_dir)
+        if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
+            model_path = manifest.model_path
         if embedder is None:
-            if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
-                model_path = manifest.model_path
             embedder = open_embedder(model_path, device=device)
+        if model_path is None:
+            from embed.models import RELEASED_MODEL_PATH
+
+            model_path = RELEASED_MODEL_PATH
         check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
         store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
         set_search_threads()
@@ -108,7 +121,9 @@ class SearchEngine:
                                   f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
         log.info("opened index %s: %d cases, %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
                  manifest.index_type, manifest.model_sha256[:12])
-        return cls(index_dir, manifest, store, vindex, table, embedder)
+        view_clf = find_view_classifier(embedder.model_sha256, manifest.embed_dim, index_dir=index_dir,
+                                        model_path=model_path)
+        return cls(index_dir, manifest, store, vindex, table, embedder, view_clf)
 
     def close(self) -> None:
         self.store.close()
@@ -125,7 +140,9 @@ class SearchEngine:
             cid = int(query)
             if self.store.get_one(cid) is None or not self.table.has(cid):
                 raise CaseNotFoundError(f"no indexed case has id {cid}; list cases with `cxr index stats` or search by image")
-            q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid))
+            row = self.store.get_one(cid)
+            q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid),
+                       facts=row.model_dump() if row is not None else None, view_source="index")
             path = self.store.image_path(cid) if with_attention else None
             if path and Path(path).is_file():
                 try:
@@ -146,7 +163,11 @@ class SearchEngine:
         sha = hashlib.sha256(raw).hexdigest()
         own = self.store.sha_to_id_one(sha)  # the very image is indexed: treat it as that case
         patient = eq.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(eq.embedding, np.float32), own, patient)
+        q = _Query(np.asarray(eq.embedding, np.float32), own, patient, facts=eq.meta, view_source="dicom")
+        if own is not None and "view" not in q.facts:  # a PNG of an indexed case: its recorded view
+            row = self.store.get_one(own)
+            if row is not None and row.view:
+                q.facts["view"], q.view_source = row.view, "index"
         if with_attention:
             q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
         return q
@@ -205,23 +226,49 @@ class SearchEngine:
         """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
         return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type == "ivfpq" else k
 
+    def query_view(self, q: _Query, given: str | None = None) -> QueryView:
+        """The query's view: given by the caller, else DICOM/indexed metadata, else the classifier."""
+        if given:
+            return QueryView(view=given, family=view_family(given), source="given")
+        view = q.facts.get("view")
+        if view and view_family(view):
+            return QueryView(view=view, family=view_family(view), source=q.view_source)
+        if self.view_classifier is not None:
+            family, conf = self.view_classifier.predict(q.vector)
+            return QueryView(view=view, family=family, source="classifier", confidence=round(conf, 4))
+        return QueryView(view=view)
+
     def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,
-               with_attention: bool = True) -> SearchResult:
-        """The k most similar cases with their vote, prognosis summary and the query's attention map."""
+               with_attention: bool = True, *, query_view: str | None = None,
+               view_scope: str = "same") -> SearchResult:
+        """The k most similar cases with their vote, prognosis summary and the query's attention map.
+
+        ``view_scope="same"`` (default) keeps neighbours of the query's view family (frontal or
+        lateral; cases of unknown view stay eligible) unless ``filters.view`` names views
+        explicitly; ``"any"`` searches every view. ``query_view`` overrides the query's own view.
+        """
         k = int(k)
         if not 1 <= k <= MAX_K:
             raise QueryError(f"k must be between 1 and {MAX_K}, not {k}")
+        if view_scope not in VIEW_SCOPES:
+            raise QueryError(f"view_scope must be one of {', '.join(VIEW_SCOPES)}, not {view_scope!r}")
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
         q = self._resolve(query, with_attention)
+        qv = self.query_view(q, query_view)
+        if view_scope == "same" and qv.family and not (filters is not None and filters.view):
+            filters = (filters or SearchFilters()).model_copy(update={"view_family": qv.family})
         sims, ids, meta = self._neighbours(q, k, filters, exclude_same_patient, same_patient_only)
+        meta["view_family"] = filters.view_family if filters is not None else None
         rows = {r.id: r for r in self.store.get(ids.tolist())}
         hits = [Hit(case=rows[int(i)], similarity=float(s), rank=0) for s, i in zip(sims, ids) if int(i) in rows]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
-        return SearchResult(hits=hits, vote=knn_vote(hits), prognosis=prognosis_summary(hits),
-                            attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta)
+        vote = knn_vote(hits)
+        return SearchResult(hits=hits, vote=vote, prognosis=add_patient_counts(prognosis_summary(hits), hits),
+                            attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
+                            vote_detail=vote_hierarchy(vote, hits), query_view=qv, query_facts=dict(q.facts))
 
     def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1])."""
@@ -234,6 +281,15 @@ class SearchEngine:
     # -- cases -------------------------------------------------------------------------------
     def get_case(self, case_id: int) -> CaseRow | None:
         return self.store.get_one(int(case_id))
+
+    def list_cases(self, filters: SearchFilters | None = None, offset: int = 0,
+                   limit: int = 50) -> tuple[int, list[CaseRow]]:
+        """(total matching, one page in id order) of the live cases matching ``filters``."""
+        if isinstance(filters, dict):
+            filters = SearchFilters(**filters)
+        if offset < 0 or not 1 <= limit <= MAX_K:
+            raise QueryError(f"offset must be >= 0 and limit between 1 and {MAX_K}")
+        return self.store.list_cases(filters, int(offset), int(limit))
 
     def case_image(self, case_id: int, size: int | None = None) -> bytes:
         """The case's standardized image as PNG bytes (optionally resized to ``size``); served by id only."""

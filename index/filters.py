@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from index.schemas import SearchFilters
+from index.views import other_family, view_family, view_family_sql
 
 
 def filters_to_sql(filters: SearchFilters | None, *, table: str = "cases") -> tuple[str, list[Any]]:
@@ -47,6 +48,8 @@ def filters_to_sql(filters: SearchFilters | None, *, table: str = "cases") -> tu
             f"{table}.id IN (SELECT case_id FROM case_findings WHERE finding COLLATE NOCASE IN ({marks}))"
         )
         params.extend(filters.finding)
+    if filters.view_family:  # leave out the other family; cases of unknown view stay (see index.views)
+        clauses.append(f"NOT {view_family_sql(f'{table}.view', other_family(filters.view_family))}")
     return " AND ".join(clauses), params
 
 
@@ -113,4 +116,9 @@ class FilterColumns:
                 if ids is not None:
                     has[ids] = True
             m &= has
+        if filters.view_family:
+            other = other_family(filters.view_family)
+            book = self._codes["view"]
+            for code in {c for name, c in book.items() if view_family(name) == other}:
+                m &= self.view != code
         return m
