@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from search_api.render import attention_png, b64, grey_png
-from search_api.schemas import CaseOut, HitOut, OutcomeOut, SearchResponse
+from search_api.schemas import CaseOut, HitOut, OutcomeOut, QueryFacts, QueryViewOut, SearchResponse, VoteShareOut
 
 
 def case_out(case: Any) -> CaseOut:
@@ -34,4 +34,10 @@ def search_response(result: Any, k: int, model_sha: str | None) -> SearchRespons
         attention_png=att_png,
         query_png=query_png,
         model_sha256=model_sha,
+        vote_detail=[VoteShareOut(**v.model_dump()) for v in getattr(result, "vote_detail", [])],
+        query_view=QueryViewOut(**result.query_view.model_dump()) if getattr(result, "query_view", None) else None,
+        view_family_used=(getattr(result, "meta", None) or {}).get("view_family"),
+        query_facts=QueryFacts(**{k: v for k, v in (getattr(result, "query_facts", None) or {}).items()
+                                  if k in QueryFacts.model_fields}),
+        query_case_id=getattr(result, "query_id", None),
     )

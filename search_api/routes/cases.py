@@ -8,15 +8,47 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from index.schemas import SearchFilters
 
 from search_api.deps import get_engine, parse_query_params, run_blocking
 from search_api.results import case_out, search_response
-from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
+from search_api.schemas import ERROR_RESPONSES, CaseListResponse, CaseOut, ErrorResponse, SearchResponse
 from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
 CaseId = Path(ge=0, description="integer case id as returned in hits", examples=[17])
+
+
+MAX_PAGE = 200
+
+
+@router.get("", response_model=CaseListResponse, responses=ERROR_RESPONSES, summary="Browse the indexed cases")
+async def list_cases(
+    request: Request,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
+    view: list[str] | None = Query(None),
+    view_family: Literal["frontal", "lateral"] | None = Query(None),
+    sex: Literal["M", "F"] | None = Query(None),
+    age_min: float | None = Query(None, ge=0, le=130),
+    age_max: float | None = Query(None, ge=0, le=130),
+    source: list[str] | None = Query(None),
+    finding: list[str] | None = Query(None),
+    engine: Any = Depends(get_engine),
+) -> CaseListResponse:
+    """A page of cases in id order with the search filters (for example pickers and browsing)."""
+    try:
+        filters = SearchFilters(view=view, view_family=view_family, sex=sex, age_min=age_min, age_max=age_max,
+                                source=source, finding=finding)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    total, rows = await run_blocking(request, engine.list_cases, filters, offset, limit)
+    request.state.result_count = len(rows)
+    return CaseListResponse(total=total, offset=offset, limit=limit, cases=[case_out(r) for r in rows])
 
 
 def _get_case(engine: Any, case_id: int) -> Any:
@@ -72,6 +104,8 @@ async def similar(
     finding: list[str] | None = Query(None),
     same_patient: Literal["exclude", "include", "only"] = Query("exclude"),
     attention: bool = Query(False),
+    view_scope: Literal["same", "any"] = Query("same", description="same view family as the case, or any view"),
+    query_view: str | None = Query(None, max_length=32, description="override the case's view"),
     engine: Any = Depends(get_engine),
     settings: APISettings = Depends(get_api_settings),
 ) -> SearchResponse:
@@ -81,7 +115,8 @@ async def similar(
 
     def work() -> SearchResponse:
         _get_case(engine, case_id)
-        result = engine.search(case_id, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
+        result = engine.search(case_id, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
+                               **p.view_options())
         result.hits = [h for h in result.hits if h.case.id != case_id]
         return search_response(result, p.k, request.app.state.model_sha)
 

@@ -30,6 +30,9 @@ _FORM_FIELDS: dict[str, Any] = {
     "finding": {**_LIST, "description": "keep cases with any of these findings"},
     "same_patient": {"type": "string", "enum": ["exclude", "include", "only"], "default": "exclude"},
     "attention": {"type": "boolean", "default": True, "description": "return the attention map"},
+    "view_scope": {"type": "string", "enum": ["same", "any"], "default": "same",
+                   "description": "same: neighbours of the query's view family (frontal/lateral); any: every view"},
+    "query_view": {"type": "string", "description": "the query's view if the file does not say (e.g. PA, LATERAL)"},
 }
 
 
@@ -62,7 +65,8 @@ async def search(request: Request, engine: Any = Depends(get_engine),
     filters = p.filters()
 
     def work() -> SearchResponse:
-        result = engine.search(data, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
+        result = engine.search(data, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
+                               **p.view_options())
         return search_response(result, p.k, request.app.state.model_sha)
 
     response = await run_blocking(request, work)
