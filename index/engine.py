@@ -234,8 +234,9 @@ class SearchEngine:
         if view and view_family(view):
             return QueryView(view=view, family=view_family(view), source=q.view_source)
         if self.view_classifier is not None:
-            family, conf = self.view_classifier.predict(q.vector)
-            return QueryView(view=view, family=family, source="classifier", confidence=round(conf, 4))
+            score = float(self.view_classifier.p_lateral(q.vector)[0])
+            family = "lateral" if score >= self.view_classifier.threshold else "frontal"
+            return QueryView(view=view, family=family, source="classifier", lateral_score=round(score, 4))
         return QueryView(view=view)
 
     def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,

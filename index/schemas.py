@@ -125,7 +125,8 @@ class QueryView(BaseModel):
     view: str | None = None
     family: str | None = None
     source: str = "unknown"  # "given" | "dicom" | "index" | "classifier" | "unknown"
-    confidence: float | None = None
+    #: the classifier's lateral score (class-balanced, not a calibrated probability; lateral at >= its threshold)
+    lateral_score: float | None = None
 
 
 @dataclass

@@ -101,7 +101,9 @@ class QueryViewOut(BaseModel):
     view: str | None = Field(None, description="e.g. PA, AP, LATERAL (None when only the family is known)")
     family: str | None = Field(None, description="frontal | lateral | None")
     source: str = Field("unknown", description="given | dicom | index | classifier | unknown")
-    confidence: float | None = Field(None, description="the classifier's probability of its answer")
+    lateral_score: float | None = Field(
+        None, description="classifier only: its lateral score in 0..1 (class-balanced, not a calibrated "
+                          "probability); called lateral at >= 0.8")
 
 
 class QueryFacts(BaseModel):

@@ -31,7 +31,7 @@ def test_dicom_facts_and_view_are_returned_and_used(client):
     assert wide["count"] == 5 and wide["view_family_used"] is None
     given = client.post("/v1/search", files=as_file(_dicom("LL"), "scan.dcm"),
                         data={"k": "5", "query_view": "AP"}).json()
-    assert given["query_view"] == {"view": "AP", "family": "frontal", "source": "given", "confidence": None}
+    assert given["query_view"] == {"view": "AP", "family": "frontal", "source": "given", "lateral_score": None}
     bad = client.post("/v1/search", files=as_file(_dicom("PA")), data={"view_scope": "sideways"})
     assert bad.status_code == 422
 
