@@ -77,7 +77,11 @@ def _table(res: Any) -> str:
     return "\n".join(lines)
 
 
-def _header(res: Any) -> list[str]:
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _header(res: Any, views: list[str] | None = None) -> list[str]:
     """The query's own facts, its view and where it came from, and whether it is an indexed case."""
     out = []
     facts = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
@@ -91,7 +95,8 @@ def _header(res: Any) -> list[str]:
                "classifier": f"by the view classifier, lateral score {qv.lateral_score}",
                "unknown": "no view tag, and no view classifier for this model"}.get(qv.source, qv.source)
         fam = res.meta.get("view_family")
-        scope = f"neighbours: {fam} films only (--any-view widens)" if fam else "neighbours: every view"
+        scope = (f"neighbours: {fam} films only (--any-view widens)" if fam else
+                 f"neighbours: views {', '.join(views)} (your --view)" if views else "neighbours: every view")
         out.append(f"query view: {said} ({how}); {scope}")
     if res.query_id is not None:
         out.append(f"this film is already in the index as case {res.query_id} (left out of the hits)")
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0
-    for line in _header(res):
+    for line in _header(res, args.view):
         print(line)
     if not res.hits:
         views = ", ".join(f"{v} ({n})" for v, n in engine.stats().get("by_view", {}).items())
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     print(_table(res))
     print("\nvote (similarity-weighted share of the neighbours with each finding; n films, m patients):")
     for v in res.vote_detail[:15]:
-        print(f"  {v.share:6.0%}  {'  ' * v.depth}{v.finding}  ({v.neighbours} films, {v.patients} patients)")
+        print(f"  {v.share:6.0%}  {'  ' * v.depth}{v.finding}  ({_n(v.neighbours, 'film')}, {_n(v.patients, 'patient')})")
     known = {k: v for k, v in res.prognosis.items() if v.known}
     if known:
         print("\noutcomes among the neighbours (each patient once, latest known value):")
