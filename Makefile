@@ -31,7 +31,9 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "note: Chromium could not be installed; the browser test will skip"
 
+# lint-imports first: the package layers and the no-cycle contracts of pyproject.toml ([tool.importlinter]).
 test: install browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

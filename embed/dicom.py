@@ -26,7 +26,7 @@ import struct
 import numpy as np
 
 from embed.errors import TruncatedImageError, UnsupportedImageError
-from embed.image import check_pixel_count
+from embed.limits import check_pixel_count
 
 log = logging.getLogger(__name__)
 

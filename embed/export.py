@@ -12,13 +12,10 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from embed.errors import CXRError
 
@@ -26,89 +23,6 @@ log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = "cxr-search-features/1"
 META_PREFIX = "cxr."
-
-
-class _StandardizedImages(Dataset):
-    """Records -> (uint8 [S,S] tensor, index, ok). Reading happens in ``__getitem__`` so that
-    DataLoader workers parallelise decoding; unreadable images come back with ``ok=False``."""
-
-    def __init__(self, records: Sequence[Any], std_cfg: Any, use_cache: bool = True) -> None:
-        self.records = list(records)
-        self.std_cfg = std_cfg
-        self.use_cache = use_cache
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        from embed.torchdata import load_standardized_u8
-
-        size = int(self.std_cfg.size)
-        try:
-            arr = load_standardized_u8(self.records[i].image_path, self.std_cfg, use_cache=self.use_cache)
-            return torch.from_numpy(arr), i, ""
-        except (CXRError, OSError) as exc:
-            return torch.zeros((size, size), dtype=torch.uint8), i, type(exc).__name__
-
-
-@dataclass
-class BatchStream:
-    """Iterates standardized batches of records; ``skipped`` fills up as it goes."""
-
-    records: Sequence[Any]
-    std_cfg: Any
-    batch_size: int = 32
-    workers: int = 0
-    progress: bool = True
-    desc: str = "embed"
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, list[int]]]:
-        """Yield (uint8 images [B,S,S], record indices) for the readable images, in record order."""
-        loader = DataLoader(
-            _StandardizedImages(self.records, self.std_cfg),
-            batch_size=max(1, int(self.batch_size)),
-            num_workers=max(0, int(self.workers)),
-            shuffle=False,
-        )
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(self.records), desc=self.desc, unit="img")
-        try:
-            for x, idx, reasons in loader:
-                ok = [j for j, r in enumerate(reasons) if not r]
-                for j, r in enumerate(reasons):
-                    if r:
-                        self.skipped.append((self.records[int(idx[j])].case_id, r))
-                if bar is not None:
-                    bar.update(len(idx))
-                if ok:
-                    yield x[ok].numpy(), [int(idx[j]) for j in ok]
-        finally:
-            if bar is not None:
-                bar.close()
-        if self.skipped:
-            log.warning(
-                "skipped %d unreadable images of %d (%s)",
-                len(self.skipped), len(self.records), dict(Counter(r for _, r in self.skipped)),
-            )
-
-
-def embed_records(
-    embedder: Any, records: Sequence[Any], *, batch_size: int = 32, workers: int = 0, progress: bool = True
-) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
-    """(indices of embedded records, embeddings [N,D] float32, skipped (case_id, reason))."""
-    stream = BatchStream(records, embedder.std_cfg, batch_size, workers, progress)
-    kept: list[int] = []
-    embs: list[np.ndarray] = []
-    for u8, idx in stream:
-        e, _ = embedder.embed_batch(u8.astype(np.float32) / 255.0)
-        embs.append(e)
-        kept.extend(idx)
-    emb = np.concatenate(embs) if embs else np.zeros((0, embedder.embed_dim), np.float32)
-    return kept, emb, stream.skipped
 
 
 def features_table(records: Sequence[Any], emb: np.ndarray, *, metadata: dict[str, str]):
@@ -167,6 +81,7 @@ def export_features(
     """Load datasets, embed every case, write the parquet; returns a summary dict."""
     from embed.datasets import load_datasets
     from embed.inference import Embedder
+    from embed.pipeline import embed_paths
 
     out = Path(out)
     if out.suffix != ".parquet":
@@ -175,7 +90,10 @@ def export_features(
     if not load.records:
         raise CXRError(f"no cases found in {', '.join(specs)}: check the paths and kinds (`cxr datasets inspect`)")
     embedder = Embedder.from_checkpoint(model_path, device=device, batch_size=batch_size)
-    kept, emb, skipped = embed_records(embedder, load.records, batch_size=batch_size, workers=workers, progress=progress)
+    res = embed_paths(embedder, [r.image_path for r in load.records], batch_size=batch_size, workers=workers,
+                      progress=progress)
+    kept, emb = res.positions.tolist(), res.vectors
+    skipped = [(load.records[f.pos].case_id, f.reason) for f in res.failures]
     if not kept:
         raise CXRError("none of the images could be read; see the warnings above for the reasons")
     metadata = {

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embed.dicom import read_dicom
 from embed.errors import (
     ImageReadError,
     ImageTooLargeError,
@@ -30,10 +31,10 @@ from embed.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
+from embed.limits import DEFAULT_MAX_PIXELS, check_pixel_count, max_file_bytes, too_many_bytes
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS = 50_000_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 # Groups that a DICOM data set without preamble plausibly starts with
@@ -118,8 +119,6 @@ def read_image(
         )
     try:
         if kind == "dicom":
-            from embed.dicom import read_dicom
-
             pixels, meta = read_dicom(
                 data, name=name, max_pixels=max_pixels, correct_photometric=correct_photometric
             )
@@ -143,30 +142,18 @@ def read_image(
     return CXRImage(pixels=pixels, meta=meta, format=kind)
 
 
-def max_file_bytes(max_pixels: int) -> int:
-    """Largest file worth reading for ``max_pixels``: 3 samples of 64 bits per pixel plus 64 MiB of header."""
-    return int(max_pixels) * 24 + (64 << 20)
-
-
-def _too_many_bytes(n: int, max_bytes: int, name: str) -> ImageTooLargeError:
-    return ImageTooLargeError(
-        f"{name} is {n:,} bytes, more than any image within the pixel limit needs ({max_bytes:,}); "
-        "downscale it first (or raise max_pixels if you trust the source)"
-    )
-
-
 def _load_bytes(src: str | Path | bytes | bytearray | memoryview, *, max_bytes: int) -> tuple[bytes, str]:
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
         if len(data) > max_bytes:
-            raise _too_many_bytes(len(data), max_bytes, "the uploaded image")
+            raise too_many_bytes(len(data), max_bytes, "the uploaded image")
         return data, "the uploaded image"
     if isinstance(src, (str, Path)):
         path = Path(src)
         try:
             size = path.stat().st_size
             if size > max_bytes and path.is_file():
-                raise _too_many_bytes(size, max_bytes, path.name)
+                raise too_many_bytes(size, max_bytes, path.name)
             return path.read_bytes(), path.name
         except FileNotFoundError as exc:
             raise ImageReadError(f"image file not found: {path}; check the path") from exc
@@ -175,18 +162,6 @@ def _load_bytes(src: str | Path | bytes | bytearray | memoryview, *, max_bytes: 
         except OSError as exc:
             raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     raise ImageReadError(f"read_image needs a path or bytes, not {type(src).__name__}")
-
-
-def check_pixel_count(rows: int, cols: int, samples: int, max_pixels: int, name: str) -> None:
-    """Refuse an image whose header declares more than ``max_pixels`` (before allocating)."""
-    n = int(rows) * int(cols)
-    if n > max_pixels:
-        raise ImageTooLargeError(
-            f"{name} declares {cols} x {rows} = {n:,} pixels, more than the limit of {max_pixels:,}; "
-            "downscale it first (or raise max_pixels if you trust the source)"
-        )
-    if rows <= 0 or cols <= 0:
-        raise TruncatedImageError(f"{name} declares an empty image ({cols} x {rows}); the header is corrupt")
 
 
 def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:

@@ -66,12 +66,15 @@ class Embedder:
         self.embed_dim = int(getattr(model, "embed_dim", 0) or model.cfg.embed_dim)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, batch_size: int = 32) -> "Embedder":
-        """Load a ``cxr train`` checkpoint (ModelError with a fix when it is not one)."""
-        from embed.models import load_checkpoint
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str | torch.device | None = None, batch_size: int = 32
+    ) -> "Embedder":
+        """Load a ``cxr train`` checkpoint, the released one when ``path`` is None (ModelError with a fix
+        when it is not one)."""
+        from embed.models import load_checkpoint, resolve_model_path
 
         dev = pick_device(device)
-        loaded = load_checkpoint(path, device=dev)
+        loaded = load_checkpoint(resolve_model_path(path), device=dev)
         return cls(
             loaded.model,
             loaded.std_cfg,

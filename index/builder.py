@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from embed.errors import IndexStateError
-from index.embedding import embed_paths, hash_files
+from embed.pipeline import embed_paths
+from index.embedding import hash_files
 from index.faiss_index import VectorIndex
 from index.layout import disk_size, staging
 from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
@@ -65,10 +66,6 @@ def open_embedder(model: str | Path | None = None, device: str | None = None, ba
     """An Embedder for ``model``, or for the released model when none is given."""
     from embed.inference import Embedder
 
-    if model is None:
-        from embed.models import released_model_path
-
-        model = released_model_path()
     return Embedder.from_checkpoint(model, device=device, batch_size=batch_size)
 
 
@@ -133,8 +130,8 @@ def _new_cases(
     for p, vec in zip(out.positions, out.vectors):
         vectors[todo[p]] = vec
         ok[todo[p]] = True
-    for p, reason in out.failures:
-        report.unreadable.append((chosen[todo[p]][0].case_id, reason))
+    for f in out.failures:
+        report.unreadable.append((chosen[todo[f.pos]][0].case_id, f.reason))
     cases = [
         StoredCase(
             id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
@@ -195,10 +192,10 @@ def build_index(
     """
     t0 = time.time()
     out = Path(out).resolve()
-    if model is None and embedder is None:
-        from embed.models import released_model_path
+    if embedder is None:
+        from embed.models import resolve_model_path
 
-        model = released_model_path()
+        model = resolve_model_path(model)  # recorded in the manifest below
     embedder = embedder or open_embedder(model, batch_size=batch_size)
     report = BuildReport(index_dir=str(out))
     records = _load_records(datasets, report, dataset_opts)

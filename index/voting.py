@@ -1,11 +1,8 @@
 """kNN vote and prognosis summary over the neighbours of a query.
 
-Vote: each neighbour's weight is its cosine similarity clipped at 0 (a neighbour
-pointing away from the query, similarity < 0, is evidence of nothing, so it gets
-no say); when every weight is 0 (all neighbours negative), all get equal weight so
-the vote is still defined. Multi-label: finding f scores
-    sum(weight of neighbours having f) / sum(all weights),
-so scores are independent probabilities in [0,1], not a distribution summing to 1.
+The vote is :func:`embed.vote.vote_scores`, the same function ``cxr evaluate`` scores
+(see that module for the rule); this module only turns a search's hits into its inputs
+and its output into ``{finding: score}``.
 """
 
 from __future__ import annotations
@@ -15,31 +12,22 @@ from collections.abc import Sequence
 import numpy as np
 
 from embed.datasets.base import PROGNOSIS_FIELDS  # one outcome vocabulary for readers and votes
+from embed.vote import vote_scores
 from index.schemas import Hit, OutcomeSummary
-
-
-def vote_weights(similarities: Sequence[float]) -> np.ndarray:
-    """Similarities clipped at 0; uniform when all are <= 0 (see module doc)."""
-    s = np.asarray(similarities, dtype=np.float64)
-    if len(s) == 0:
-        return s
-    w = np.clip(s, 0.0, None)
-    if w.sum() <= 0:
-        w = np.ones_like(s)
-    return w
 
 
 def knn_vote(hits: Sequence[Hit]) -> dict[str, float]:
     """Similarity-weighted, multi-label finding scores of the neighbours, highest first."""
     if not hits:
         return {}
-    w = vote_weights([h.similarity for h in hits])
-    total = float(w.sum())
-    scores: dict[str, float] = {}
-    for weight, hit in zip(w, hits):
-        for finding in set(hit.case.findings):
-            scores[finding] = scores.get(finding, 0.0) + float(weight)
-    return dict(sorted(((f, v / total) for f, v in scores.items()), key=lambda kv: (-kv[1], kv[0])))
+    names = sorted({f for h in hits for f in h.case.findings})
+    multi_hot = np.zeros((1, len(hits), len(names)), dtype=bool)
+    col = {name: j for j, name in enumerate(names)}
+    for i, hit in enumerate(hits):
+        for finding in hit.case.findings:
+            multi_hot[0, i, col[finding]] = True
+    scores = vote_scores(np.array([[h.similarity for h in hits]]), multi_hot)[0]
+    return dict(sorted(((f, float(v)) for f, v in zip(names, scores)), key=lambda kv: (-kv[1], kv[0])))
 
 
 def prognosis_summary(hits: Sequence[Hit], fields: Sequence[str] = PROGNOSIS_FIELDS) -> dict[str, OutcomeSummary]:

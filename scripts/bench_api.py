@@ -46,10 +46,13 @@ def ensure_model(arg: str | None, cache: Path) -> tuple[Path, str]:
     """The given checkpoint, else the released one, else an untrained cxr_resnet18 (said in the report)."""
     if arg:
         return Path(arg), f"given checkpoint {Path(arg).name}"
-    from embed.models import RELEASED_MODEL_PATH
+    from embed.errors import ModelError
+    from embed.models import resolve_model_path
 
-    if RELEASED_MODEL_PATH.is_file():
-        return RELEASED_MODEL_PATH, "released model"
+    try:
+        return resolve_model_path(None), "released model"
+    except ModelError:  # this install lacks it: an untrained model still measures the API
+        pass
     path = cache / "untrained_cxr_resnet18.pt"
     if not path.is_file():
         import torch

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Embedding throughput: the whole `cxr index build` pipeline against forward passes alone.
+"""Embedding throughput: the one embedding pipeline against forward passes alone.
 
+`cxr index build`, `cxr embed`, `cxr evaluate` and training validation all run
+embed.pipeline (reader -> mapper -> writer on the LocalRunner's DataLoader); this measures it.
 Same model, batch size and machine, one run:
   forward   - model forward on pre-loaded standardized tensors (the ceiling)
   cold      - read + decode + standardize + forward on real shared images, empty cache
-              (DataLoader settings of `cxr index build`: index.embedding.make_loader)
+              (embed.pipeline.embed_paths with the workers of `cxr index build`)
   warm      - the same with the standardized-image cache filled (a second build)
   hash      - sha256 of the files (dedup step of the build), for reference
 Ratios pipeline/forward near 1 mean reading and standardizing are not the bottleneck.
@@ -43,19 +45,9 @@ def shared_images(data: Path, n: int) -> list[str]:
 
 def make_embedder(model: str | None, batch: int):
     from embed.inference import Embedder
+    from embed.models import released_model_path
 
-    if model:
-        return Embedder.from_checkpoint(model, device=None, batch_size=batch)
-    try:
-        from embed.models import released_model_path
-
-        return Embedder.from_checkpoint(released_model_path(), device=None, batch_size=batch)
-    except Exception:  # noqa: BLE001 - no released model in this checkout: same architecture, untrained
-        from embed.models import create_model
-        from embed.standardize import StandardizeConfig
-
-        m = create_model("cxr_resnet18")
-        return Embedder(m, StandardizeConfig(size=m.cfg.input_size), model_sha256="untrained", batch_size=batch)
+    return Embedder.from_checkpoint(model or released_model_path(), device=None, batch_size=batch)
 
 
 def main() -> None:
@@ -64,11 +56,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: what cxr index build uses)")
-    ap.add_argument("--model", default=None, help="checkpoint (default: released model, else untrained cxr_resnet18)")
+    ap.add_argument("--model", default=None, help="checkpoint (default: the released model)")
     args = ap.parse_args()
 
     from embed.settings import get_settings
-    from index.embedding import default_workers, embed_paths, hash_files
+    from embed.pipeline import LocalRunner, default_workers, embed_paths
+    from index.embedding import hash_files
 
     paths = shared_images(args.data, args.images)
     if not paths:
@@ -87,17 +80,19 @@ def main() -> None:
         os.environ["CXR_CACHE_DIR"] = cache  # empty cache: the cold path
         get_settings.cache_clear()
         t = time.perf_counter()
-        cold = embed_paths(emb, paths, batch_size=args.batch_size, workers=workers, progress=False)
+        runner = LocalRunner(batch_size=args.batch_size, workers=workers)
+        cold = embed_paths(emb, paths, runner=runner)
         res["cold_img_s"] = len(paths) / (time.perf_counter() - t)
         t = time.perf_counter()
-        warm = embed_paths(emb, paths, batch_size=args.batch_size, workers=workers, progress=False)
+        warm = embed_paths(emb, paths, runner=runner)
         res["warm_img_s"] = len(paths) / (time.perf_counter() - t)
         assert np.allclose(cold.vectors, warm.vectors, atol=1e-5)  # the cache changes speed, not results
 
+        from embed.pipeline import images_to_unit
         from embed.torchdata import load_standardized_u8
 
         arrays = np.stack([load_standardized_u8(p, emb.std_cfg) for p in np.asarray(paths)[warm.positions]])
-    x = torch.from_numpy(arrays).float().div_(255.0)[:, None]
+    x = images_to_unit(arrays)
     emb.embed_tensor(x[: args.batch_size])  # warm-up
     t = time.perf_counter()
     for s in range(0, len(x), args.batch_size):

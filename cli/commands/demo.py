@@ -91,11 +91,13 @@ def dataset_specs(data_dir: Path) -> list[str]:
 
 def default_model(arg: Path | None) -> Path | None:
     """--model, else the released checkpoint when this install has it, else None (index build's default)."""
-    if arg is not None:
-        return arg
-    from embed.models import RELEASED_MODEL_PATH
+    from embed.errors import ModelError
+    from embed.models import resolve_model_path
 
-    return RELEASED_MODEL_PATH if RELEASED_MODEL_PATH.is_file() else None
+    try:
+        return resolve_model_path(arg)
+    except ModelError:  # this install lacks the released model: index build says what to do
+        return None
 
 
 def index_is_usable(index_dir: Path, model: Path | None) -> tuple[bool, str]:

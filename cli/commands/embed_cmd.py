@@ -36,11 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.workers < 0:
         raise CXRError("--batch-size must be >= 1 and --workers >= 0")
-    model = args.model
-    if model is None:
-        from embed.models import released_model_path
+    from embed.models import resolve_model_path
 
-        model = released_model_path()
+    model = resolve_model_path(args.model)
     summary = export_features(
         args.datasets, model, args.out, batch_size=args.batch_size, workers=args.workers,
         device=args.device, progress=not args.no_progress,

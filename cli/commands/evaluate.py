@@ -47,11 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from embed.errors import CXRError
     from embed.evaluate.runner import METHODS, explicit_sets, run_evaluation, split_sets
 
-    model = args.model
-    if model is None:
-        from embed.models import released_model_path
+    from embed.models import resolve_model_path
 
-        model = released_model_path()
+    model = resolve_model_path(args.model)
     split_mode = bool(args.split or args.split_from)
     if split_mode:
         if args.reference or args.query:

@@ -32,7 +32,7 @@ def _head(path: Path) -> bytes:
 
 
 @register_dataset("dicom", "a folder tree of DICOM files (found by content); metadata de-identified")
-def read_dicom(root: Path, *, verify: str = "header") -> DatasetLoad:
+def read_dicom_folder(root: Path, *, verify: str = "header") -> DatasetLoad:
     """Read every DICOM file below ``root``; non-DICOM files and non-radiograph modalities are reported."""
     pydicom = require("pydicom", "pip install pydicom")
     from embed.deid import deidentify_dataset, patient_key, study_date

@@ -110,7 +110,7 @@ def plot_projection(feats: np.ndarray, records: Sequence[Any], scheme: str, path
     """PCA to 2-D of L2-normalised features, coloured by class (left) and source (right)."""
     from sklearn.decomposition import PCA
 
-    from embed.evaluate.metrics import l2_normalize
+    from embed.metrics import l2_normalize
     from embed.labels import label_of
 
     if len(feats) < 3:

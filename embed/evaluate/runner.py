@@ -6,7 +6,7 @@ Two ways to choose queries and references:
   unseen patients;
 * split: one set of datasets and a checkpoint whose training config (label scheme,
   ``val_fraction``, ``seed``) reproduces the patient-disjoint split of ``cxr train``
-  (``embed.train.split.patient_split``): validation patients are the queries, training
+  (``embed.split.labelled_split``): validation patients are the queries, training
   patients the references. It reproduces the training split only when given the same
   datasets in the same order as ``cxr train`` was.
 
@@ -21,14 +21,18 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from embed.errors import CXRError
-from embed.evaluate import metrics as M
-from embed.train.split import split_fingerprint
+from embed import metrics as M
+from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION, labelled_split, patient_key, split_fingerprint
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
+
+if TYPE_CHECKING:
+    from embed.datasets.base import CaseRecord
+    from embed.inference import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +50,8 @@ class EvalSets:
 
 
 def _train_cfg(meta: dict[str, Any]) -> dict[str, Any]:
-    from embed.train.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
+    """The split settings a checkpoint's training run used (the defaults where it records none)."""
+    defaults = {"label_scheme": "pathology", "val_fraction": DEFAULT_VAL_FRACTION, "seed": DEFAULT_SEED}
     return {**defaults, **(meta.get("train_cfg") or {})}
 
 
@@ -91,21 +94,17 @@ def _check_split(ckpt: dict[str, Any], val_ids: Sequence[str], path: str | Path)
 def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     """Validation patients of ``split_ckpt``'s training split as queries, training patients as references."""
     from embed.datasets import load_datasets
-    from embed.labels import label_of
     from embed.models.checkpoint import read_checkpoint
-    from embed.train.split import patient_split
 
     ckpt = read_checkpoint(split_ckpt)
     cfg = _train_cfg(ckpt)
     vocab = list(ckpt.get("labels") or [])
     load = load_datasets(list(specs))
-    scheme = cfg.get("label_scheme", "pathology")
-    raw = [label_of(r, scheme) for r in load.records]
+    scheme = cfg["label_scheme"]
     if not vocab:
         vocab = infer_vocab(load.records, scheme)
-    keep = [i for i, lab in enumerate(raw) if lab in vocab]
-    records = [load.records[i] for i in keep]
-    train_idx, val_idx = patient_split(records, [raw[i] for i in keep], float(cfg["val_fraction"]), int(cfg["seed"]))
+    split_ = labelled_split(load.records, scheme, vocab, float(cfg["val_fraction"]), int(cfg["seed"]))
+    records, train_idx, val_idx = split_.records, split_.train, split_.val
     if not val_idx:
         raise CXRError(f"the split of {split_ckpt} has no validation patients (val_fraction {cfg['val_fraction']}); "
                        "use --reference/--query instead")
@@ -120,34 +119,38 @@ def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
 
 
 def embed_all(
-    embedder: Any, records: Sequence[Any], *, methods: Sequence[str] = METHODS, batch_size: int = 32,
+    embedder: Embedder, records: Sequence[CaseRecord], *, methods: Sequence[str] = METHODS, batch_size: int = 32,
     workers: int = 0, progress: bool = True,
 ) -> tuple[list[int], dict[str, np.ndarray], list[tuple[str, str]]]:
-    """One pass over the images: (kept indices, {method: features [N, D_m]}, skipped)."""
-    from embed.evaluate.baselines import thumbnail_features, untrained_embedder
-    from embed.export import BatchStream
+    """One pass of the embedding pipeline over the images: (kept indices, {method: features [N, D_m]}, skipped).
 
-    untrained = untrained_embedder(embedder) if "untrained" in methods else None
-    stream = BatchStream(records, embedder.std_cfg, batch_size, workers, progress, desc="evaluate")
-    kept: list[int] = []
-    feats: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    for u8, idx in stream:
-        x = u8.astype(np.float32) / 255.0
-        if "model" in methods:
-            feats["model"].append(embedder.embed_batch(x)[0])
-        if untrained is not None:
-            feats["untrained"].append(untrained.embed_batch(x)[0])
-        if "pixels" in methods:
-            feats["pixels"].append(thumbnail_features(x))
-        kept.extend(idx)
-    if not kept:
+    Every method is a mapper of the same batches (the model, the untrained twin, the pixel
+    thumbnails), so all of them see exactly the same images.
+    """
+    from embed.evaluate.baselines import thumbnail_features, untrained_embedder
+    from embed.pipeline import Batch, Collector, EmbedMapper, LocalRunner, Mapper, chain, run_pipeline
+
+    def pixels(batch: Batch) -> Batch:
+        return {**batch, "pixels": thumbnail_features(batch["image"].astype(np.float32) / 255.0)}
+
+    mappers: list[Mapper] = []
+    if "model" in methods:
+        mappers.append(EmbedMapper(embedder, "model"))
+    if "untrained" in methods:
+        mappers.append(EmbedMapper(untrained_embedder(embedder), "untrained"))
+    if "pixels" in methods:
+        mappers.append(pixels)
+    sink = Collector(("pos", *methods))
+    report = run_pipeline([r.image_path for r in records], embedder.std_cfg, chain(*mappers), sink,
+                          runner=LocalRunner(batch_size, workers), progress=progress, desc="evaluate")
+    cols = sink.result()
+    if "pos" not in cols:
         raise CXRError("none of the images could be read; check the dataset paths")
-    return kept, {m: np.concatenate(v) for m, v in feats.items()}, stream.skipped
+    skipped = [(records[f.pos].case_id, f.reason) for f in report.failures]
+    return cols["pos"].tolist(), {m: cols[m] for m in methods}, skipped
 
 
 def _groups(records: Sequence[Any]) -> list[str]:
-    from embed.train.split import patient_key
-
     return [patient_key(r) for r in records]
 
 

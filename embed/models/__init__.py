@@ -25,6 +25,15 @@ def released_model_path() -> Path:
     return RELEASED_MODEL_PATH
 
 
+def resolve_model_path(model: str | Path | None = None) -> Path:
+    """The checkpoint to use: ``model`` when given, else the released one.
+
+    The one place the released-model default is decided: ``cxr embed``, ``cxr evaluate``,
+    ``cxr index build``, ``cxr demo`` and :meth:`embed.inference.Embedder.from_checkpoint` all ask here.
+    """
+    return Path(model) if model is not None else released_model_path()
+
+
 __all__ = [
     "CXREncoder",
     "EncoderConfig",
@@ -37,5 +46,6 @@ __all__ = [
     "load_checkpoint",
     "register_config",
     "released_model_path",
+    "resolve_model_path",
     "save_checkpoint",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from embed.errors import CXRError
+from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 
 @dataclass
@@ -32,8 +33,8 @@ class TrainConfig:
     miner_epsilon: float = 0.1
     aux_ce_weight: float = 1.0
     label_smoothing: float = 0.1
-    val_fraction: float = 0.2
-    seed: int = 0
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    seed: int = DEFAULT_SEED
     patience: int = 4
     max_minutes: float | None = None
     max_train_images: int | None = None  # subsample (by patient-split order) for quick experiments

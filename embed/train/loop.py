@@ -51,24 +51,23 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     from embed.datasets import load_datasets
     from embed.labels import build_vocab, label_of
     from embed.standardize import StandardizeConfig
-    from embed.torchdata import CaseImageDataset
+    from embed.train.dataset import CaseImageDataset
     from embed.train.augment import AugmentConfig, RadiographAugment
-    from embed.train.split import patient_split, split_fingerprint
+    from embed.split import labelled_split
 
     load = load_datasets(list(specs))
-    raw = [label_of(r, cfg.label_scheme) for r in load.records]
-    vocab = build_vocab(raw, min_count=cfg.min_class_count)
-    keep = [i for i, lab in enumerate(raw) if lab in vocab]
-    records = [load.records[i] for i in keep]
+    vocab = build_vocab([label_of(r, cfg.label_scheme) for r in load.records], min_count=cfg.min_class_count)
+    split_ = labelled_split(load.records, cfg.label_scheme, vocab, cfg.val_fraction, cfg.seed)
+    records = split_.records
     if len(vocab) < 2 or not records:
         raise DatasetError(
             f"training needs at least two classes with {cfg.min_class_count}+ images; found {vocab or 'none'} "
             "in the given datasets (check their findings / folder names)"
         )
-    labels = np.array([vocab.index(raw[i]) for i in keep], dtype=np.int64)
+    labels = np.array([vocab.index(lab) for lab in split_.labels], dtype=np.int64)
     log.info("%d labelled images in %d classes: %s", len(records), len(vocab),
              {v: int((labels == j).sum()) for j, v in enumerate(vocab)})
-    train_idx, val_idx = patient_split(records, [vocab[j] for j in labels], cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split_.train, split_.val
     if cfg.max_train_images and len(train_idx) > cfg.max_train_images:
         rng = np.random.default_rng(cfg.seed)
         train_idx = sorted(rng.choice(train_idx, cfg.max_train_images, replace=False).tolist())
@@ -76,13 +75,13 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
     aug = RadiographAugment(AugmentConfig(**cfg.augment))
     train_ds = CaseImageDataset([records[i] for i in train_idx], std_cfg, transform=aug, in_memory=True,
                                 progress=progress)
-    val_ds = CaseImageDataset([records[i] for i in val_idx], std_cfg, in_memory=True, progress=progress)
+    val_ds = CaseImageDataset([records[i] for i in val_idx], std_cfg, progress=progress)  # validate() re-reads
     # dataset item indices are into the records each was given: keep the map to the global list
     train_ds.global_of, val_ds.global_of = train_idx, val_idx
     train_ds.global_index = [train_idx[i] for i in train_ds.kept]  # per dataset position
     val_ds.global_index = [val_idx[i] for i in val_ds.kept]
     log.info("split: %d train / %d validation images (patient-disjoint)", len(train_ds), len(val_ds))
-    split = {"val_sha256": split_fingerprint([records[i].case_id for i in val_idx]), "n_train": len(train_ds),
+    split = {"val_sha256": split_.val_sha256, "n_train": len(train_ds),
              "n_val": len(val_ds), "val_fraction": cfg.val_fraction, "seed": cfg.seed, "datasets": len(specs)}
     return RunData(records, labels, vocab, train_ds, val_ds, std_cfg, split)
 
@@ -104,17 +103,21 @@ def _loader(ds, batch_size: int, cfg: TrainConfig, sampler=None, shuffle=False):
     )
 
 
-def validate(model, data: RunData, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """Validation metrics on the patient-disjoint split."""
-    from embed.train.split import patient_key
-    from embed.train.validate import embed_loader, retrieval_metrics
+def validate(model: torch.nn.Module, data: RunData, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Validation metrics on the patient-disjoint split, embedded by the one pipeline (as `cxr embed` does)."""
+    from embed.inference import Embedder
+    from embed.pipeline import embed_paths
+    from embed.split import patient_key
+    from embed.train.validate import validation_metrics
 
-    emb, local = embed_loader(model, _loader(data.val_ds, 64, cfg), device)
-    gidx = [data.val_ds.global_of[i] for i in local]
+    val = [data.records[i] for i in data.val_ds.global_index]
+    out = embed_paths(Embedder(model, data.std_cfg, device=device), [r.image_path for r in val], batch_size=64,
+                      workers=cfg.num_workers, progress=False, desc="validate")
+    gidx = [data.val_ds.global_index[p] for p in out.positions]
     recs = [data.records[i] for i in gidx]
-    return retrieval_metrics(
-        emb, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab), k=cfg.eval_k,
-        class_names=data.vocab,
+    return validation_metrics(
+        out.vectors, data.labels[gidx], [patient_key(r) for r in recs], [r.source for r in recs], len(data.vocab),
+        k=cfg.eval_k, class_names=data.vocab,
     )
 
 

@@ -1,9 +1,10 @@
-"""Validation metrics for a training run: P@1 and MAP@R (pytorch-metric-learning) and kNN-vote AUC.
+"""Validation metrics for a training run: P@1, MAP@R and kNN-vote AUC, from :mod:`embed.metrics`.
 
-The kNN vote (``embed.evaluate.metrics.knn_vote_scores``, the evaluation's own) leaves
-out the query itself and every image of the same patient, so a patient's follow-up film
-cannot vote for it; MAP@R and P@1 come from ``AccuracyCalculator`` as the library
-computes them.
+The same functions ``cxr evaluate`` reports with, leave-one-out within the validation
+set: a query never sees itself nor any image of its own patient, so a patient's
+follow-up film can neither be retrieved for it nor vote for it. (Until issue 10 P@1 and
+MAP@R came from pytorch-metric-learning's ``AccuracyCalculator``, which has no patient
+exclusion; docs/results.md says what that changes.)
 """
 
 from __future__ import annotations
@@ -14,36 +15,19 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from embed.metrics import knn_vote_scores, retrieval_metrics, roc_auc
+
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def embed_loader(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, list[int]]:
-    """Embeddings [N,D] float32 and the record indices they belong to."""
-    model.eval()
-    embs, idx = [], []
-    for x, i in loader:
-        out = model(x.to(device, non_blocking=True))
-        embs.append(out["embedding"].float().cpu())
-        idx.extend(int(v) for v in i)
-    if not embs:
-        return np.zeros((0, 0), np.float32), []
-    return torch.cat(embs).numpy(), idx
 
 
 def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """Mean one-vs-rest ROC AUC over classes that have positives and negatives."""
-    from sklearn.metrics import roc_auc_score
-
-    aucs = []
-    for c in range(scores.shape[1]):
-        y = labels == c
-        if 0 < y.sum() < len(y):
-            aucs.append(roc_auc_score(y, scores[:, c]))
-    return float(np.mean(aucs)) if aucs else None
+    aucs = [roc_auc(labels == c, scores[:, c]) for c in range(scores.shape[1])]
+    defined = [a for a in aucs if a is not None]
+    return float(np.mean(defined)) if defined else None
 
 
-def retrieval_metrics(
+def validation_metrics(
     emb: np.ndarray,
     labels: np.ndarray,
     groups: Sequence[str],
@@ -53,21 +37,13 @@ def retrieval_metrics(
     class_names: Sequence[str] | None = None,
 ) -> dict[str, float | None | dict]:
     """precision_at_1, mean_average_precision_at_r, knn_auc (macro) and knn_auc per source."""
-    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-
     if len(emb) < 3:
         return {"precision_at_1": None, "mean_average_precision_at_r": None, "knn_auc": None}
-    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count")
-    t = torch.from_numpy(emb)
-    lab = torch.from_numpy(labels)
-    acc = calc.get_accuracy(t, lab, t, lab, ref_includes_query=True)
-    from embed.evaluate.metrics import knn_vote_scores
-
-    # leave-one-out within the validation set, same-patient neighbours excluded
+    ret = retrieval_metrics(emb, labels, query_patients=list(groups), ks=(1,))
     scores = knn_vote_scores(emb, None, labels, query_patients=list(groups), k=k, n_classes=n_classes)
     out: dict[str, float | None | dict] = {
-        "precision_at_1": float(acc["precision_at_1"]),
-        "mean_average_precision_at_r": float(acc["mean_average_precision_at_r"]),
+        "precision_at_1": ret["p_at_1"],
+        "mean_average_precision_at_r": ret["map_at_r"],
         "knn_auc": macro_auc(scores, labels),
     }
     src = np.asarray(sources)
@@ -84,12 +60,10 @@ def retrieval_metrics(
 
 def class_aucs(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None) -> dict[str, float]:
     """One-vs-rest AUC of each class's vote share, for classes with positives and negatives."""
-    from sklearn.metrics import roc_auc_score
-
     res = {}
     for c in range(scores.shape[1]):
-        y = labels == c
-        if 0 < y.sum() < len(y):
+        auc = roc_auc(labels == c, scores[:, c])
+        if auc is not None:
             name = class_names[c] if class_names is not None else str(c)
-            res[name] = round(float(roc_auc_score(y, scores[:, c])), 4)
+            res[name] = round(auc, 4)
     return res

@@ -11,7 +11,7 @@ from cli.main import main
 from embed.datasets import CaseRecord, load_datasets
 from embed.errors import CXRError
 from embed.evaluate.baselines import thumbnail_features, untrained_embedder
-from embed.evaluate.metrics import retrieval_metrics
+from embed.metrics import retrieval_metrics
 from embed.evaluate.runner import score_method, split_sets
 from embed.evaluate.tasks import TASKS, task_truth, vote_truth
 from embed.inference import Embedder
@@ -77,7 +77,7 @@ def test_cxr_evaluate_argument_errors(setup, capsys):
 
 def test_split_is_patient_disjoint_and_matches_training_split(setup):
     from embed.labels import label_of
-    from embed.train.split import patient_key, patient_split
+    from embed.split import patient_key, patient_split
 
     tmp, data, ckpt = setup
     sets = split_sets([f"kermany:{data}"], ckpt)
@@ -92,7 +92,7 @@ def test_split_is_patient_disjoint_and_matches_training_split(setup):
 def test_query_equal_reference_is_leave_one_out(setup):
     """Queries that are also references never find themselves or their patient's other images."""
     from embed.evaluate.tasks import retrieval_classes
-    from embed.train.split import patient_key
+    from embed.split import patient_key
 
     tmp, data, ckpt = setup
     recs = [r for r in load_datasets([f"kermany:{data}"]).records if "0999" not in r.case_id]

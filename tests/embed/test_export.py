@@ -73,16 +73,16 @@ def test_cxr_embed_is_atomic_and_rejects_bad_out(setup):
 
 
 def test_workers_give_the_same_rows(setup):
-    from embed.export import embed_records
     from embed.datasets import load_datasets
+    from embed.pipeline import embed_paths
 
     tmp, data, ckpt = setup
     embedder = Embedder.from_checkpoint(ckpt, device="cpu")
-    records = load_datasets([f"kermany:{data}"]).records
-    k0, e0, s0 = embed_records(embedder, records, batch_size=4, workers=0, progress=False)
-    k2, e2, s2 = embed_records(embedder, records, batch_size=7, workers=2, progress=False)
-    assert k0 == k2 and len(s0) == len(s2) == 1
-    np.testing.assert_allclose(e0, e2, atol=1e-5)
+    paths = [r.image_path for r in load_datasets([f"kermany:{data}"]).records]
+    a = embed_paths(embedder, paths, batch_size=4, workers=0)
+    b = embed_paths(embedder, paths, batch_size=7, workers=2)
+    assert a.positions.tolist() == b.positions.tolist() and len(a.failures) == len(b.failures) == 1
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
 
 
 def test_read_features_rejects_other_parquet(tmp_path):

@@ -255,7 +255,7 @@ def test_errors_are_cxr_errors_with_http_status():
 
 def test_oversized_file_refused_before_reading(tmp_path):
     """A file far bigger than any image within the pixel limit could need is not even read."""
-    from embed.image import max_file_bytes
+    from embed.limits import max_file_bytes
 
     limit = max_file_bytes(10)
     blob = _png(GREY8) + bytes(limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embed.evaluate.metrics import knn_vote_auc, knn_vote_scores, retrieval_metrics, roc_auc
+from embed.metrics import knn_vote_auc, knn_vote_scores, retrieval_metrics, roc_auc
 
 A, B, C = 0, 1, 2
 

@@ -9,7 +9,8 @@ import torch
 
 from embed.datasets.base import CaseRecord
 from embed.standardize import StandardizeConfig
-from embed.torchdata import CaseImageDataset, cache_root, load_standardized_u8
+from embed.torchdata import cache_root, load_standardized_u8
+from embed.train.dataset import CaseImageDataset
 from tests.embed._synthetic import write_imagefolder
 
 

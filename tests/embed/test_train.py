@@ -13,7 +13,7 @@ from embed.datasets.base import CaseRecord
 from embed.labels import label_of, pathology_class
 from embed.train.augment import AugmentConfig, RadiographAugment
 from embed.train.config import TrainConfig
-from embed.train.split import patient_split
+from embed.split import patient_split
 from tests.embed._synthetic import PATTERNS, pattern_image, write_imagefolder
 
 CONFIGS = Path(__file__).resolve().parents[2] / "embed" / "configs"

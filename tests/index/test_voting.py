@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from index.schemas import CaseRow, Hit
-from index.voting import knn_vote, prognosis_summary, vote_weights
+from embed.vote import vote_weights
+from index.voting import knn_vote, prognosis_summary
 
 
 def hit(sim: float, findings: list[str], prognosis: dict | None = None, i: int = 0) -> Hit:
@@ -43,3 +44,33 @@ def test_prognosis_summary():
     assert s["survival"].share == pytest.approx(2 / 3)
     assert s["went_icu"].known == 1 and s["went_icu"].positive == 0 and s["went_icu"].share == 0.0
     assert s["intubated"].known == 0 and s["intubated"].share is None
+
+
+@pytest.mark.parametrize("layout", ["random", "all_anti_similar"])
+def test_api_vote_is_the_evaluation_vote(layout):
+    """The same neighbours through the API's path (hits -> index.voting.knn_vote) and through
+    `cxr evaluate`'s path (embeddings -> embed.metrics.knn_vote_scores) give the same numbers."""
+    import numpy as np
+
+    from embed.metrics import iter_rankings, knn_vote_scores
+
+    rng = np.random.default_rng(7)
+    names = ["Effusion", "No Finding", "Pneumonia"]
+    ref, query = rng.normal(size=(40, 8)), rng.normal(size=(6, 8))
+    if layout == "all_anti_similar":  # every neighbour points away: the unweighted fallback
+        ref, query = np.abs(ref), -np.abs(query)
+    multi_hot = rng.random((40, 3)) < 0.4
+    k = 7
+    evaluation = knn_vote_scores(query, ref, multi_hot, k=k)
+    # the neighbours the evaluation ranked, handed to the API's vote as search hits
+    [(idx, ranking)] = list(iter_rankings(query, ref, top=k))
+    for i in idx:
+        hits = [Hit(case=CaseRow(id=int(j), sha256=str(j), source="s",
+                                 findings=[n for c, n in enumerate(names) if multi_hot[j, c]]),
+                    similarity=float(sim), rank=rank + 1)
+                for rank, (j, sim) in enumerate(zip(ranking.order[i], ranking.sims[i]))]
+        if layout == "all_anti_similar":
+            assert all(h.similarity < 0 for h in hits)
+        api = knn_vote(hits)
+        assert [api.get(n, 0.0) for n in names] == pytest.approx(evaluation[i].tolist(), abs=1e-12)
+    assert evaluation.max() > 0 and evaluation.min() < 1  # the vote is not trivially constant

@@ -1,5 +1,8 @@
 """Retrieval and kNN-vote metrics in plain numpy, with a same-patient exclusion.
 
+The one implementation: ``cxr evaluate`` and the validation step of ``cxr train`` both
+score with these functions (below both :mod:`embed.train` and :mod:`embed.evaluate`).
+
 Definitions (Musgrave et al., "A Metric Learning Reality Check", 2020, and
 pytorch-metric-learning's ``AccuracyCalculator``), on cosine similarity of
 L2-normalised embeddings:
@@ -24,11 +27,8 @@ L2-normalised embeddings:
   average precision of the first ``k`` results, normalised by the best that ``k``
   results could reach. (AccuracyCalculator's ``mean_average_precision`` divides by
   ``R`` instead, which punishes large classes; ours times ``min(k,R)/R`` equals it.)
-* **kNN vote** (multi-label): over the first ``k`` neighbours, weights
-  ``w_j = max(sim_j, 0)`` (negative similarity clipped at 0: an anti-similar case
-  is no evidence), ``score(c) = sum_j w_j * y_jc / sum_j w_j`` where ``y_j`` is the
-  neighbour's multi-hot class vector (a case with findings [A, B] votes for both).
-  If every weight is 0 the vote is the unweighted mean of ``y_j``. Scores are in
+* **kNN vote**: :mod:`embed.vote` (the rule the API serves) over the first ``k``
+  neighbours left after exclusion; scores are in
   [0, 1]. **AUC per class** is the ROC AUC of that score against the query's own
   multi-hot truth; ``None`` when the queries hold only one of the two outcomes.
 """
@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from embed.vote import vote_scores
 
 #: Queries processed together: bounds memory at CHUNK x n_references floats.
 CHUNK = 256
@@ -221,12 +223,7 @@ def knn_vote_scores(
         query, reference, query_patients=query_patients, ref_patients=ref_patients, same_set=same_set, top=k
     ):
         valid = np.arange(rk.order.shape[1])[None, :] < rk.n_valid[:, None]
-        w = np.where(valid, np.clip(rk.sims, 0.0, None), 0.0)
-        w_sum = w.sum(axis=1)
-        flat = w_sum <= 0  # all neighbours anti-similar: fall back to an unweighted vote
-        w[flat] = valid[flat].astype(np.float64)
-        w_sum = np.maximum(w.sum(axis=1), 1e-12)
-        scores[idx] = np.einsum("nk,nkc->nc", w, y[rk.order]) / w_sum[:, None]
+        scores[idx] = vote_scores(rk.sims, y[rk.order], valid)
     return scores
 
 

@@ -5,29 +5,41 @@ all images of a patient land on one side. Records without a patient are their ow
 patient (keyed by case id). Stratification: patients are ordered by hash within each
 class of their first image and every ``1/fraction``-th goes to validation, so each
 class gets its share where it has enough patients.
+
+:func:`labelled_split` is the one place the split of a run is made: ``cxr train`` uses it
+to choose its validation patients and ``cxr evaluate --split val`` to find them again
+from the checkpoint's recorded settings (this module sits below both).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from embed.datasets.base import CaseRecord
+from embed.labels import label_of
+
+#: Defaults of a run's split (``TrainConfig`` uses them; a checkpoint without them had these).
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_SEED = 0
 
 
 def _h(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
 
 
-def patient_key(record: Any) -> str:
+def patient_key(record: CaseRecord) -> str:
     """The grouping key: the pseudonym, or the case id where no patient is known."""
     return f"{record.source}|{record.patient}" if record.patient else f"case|{record.case_id}"
 
 
 def patient_split(
-    records: Sequence[Any],
+    records: Sequence[CaseRecord],
     labels: Sequence[str | None] | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = DEFAULT_SEED,
 ) -> tuple[list[int], list[int]]:
     """Indices (train, val) with no patient on both sides, stratified by class where possible."""
     if not 0.0 <= val_fraction < 1.0:
@@ -55,3 +67,35 @@ def split_fingerprint(case_ids: Sequence[str]) -> str:
     """sha256 of the sorted case ids: lets a checkpoint prove which images were its validation set
     (``cxr evaluate --split val`` checks it)."""
     return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()
+
+
+@dataclass
+class LabelledSplit:
+    """The labelled records of a run (unlabelled ones left out), their class names and the split."""
+
+    records: list[CaseRecord]
+    labels: list[str]
+    train: list[int]
+    val: list[int]
+
+    @property
+    def val_sha256(self) -> str:
+        """:func:`split_fingerprint` of the validation records."""
+        return split_fingerprint([self.records[i].case_id for i in self.val])
+
+
+def labelled_split(
+    records: Sequence[CaseRecord],
+    scheme: str,
+    vocab: Sequence[str],
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = DEFAULT_SEED,
+) -> LabelledSplit:
+    """Keep the records whose class (``embed.labels.label_of`` under ``scheme``) is in ``vocab``
+    and split them by patient, stratified by that class."""
+    raw = [label_of(r, scheme) for r in records]
+    keep = [i for i, lab in enumerate(raw) if lab in vocab]
+    kept = [records[i] for i in keep]
+    labels = [str(raw[i]) for i in keep]
+    train, val = patient_split(kept, labels, val_fraction, seed)
+    return LabelledSplit(kept, labels, train, val)
