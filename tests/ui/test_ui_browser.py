@@ -134,8 +134,9 @@ def _viewer(page):
 
 
 def _card_views(page) -> list[str]:
-    captions = page.get_by_text(re.compile(r"^(PA|AP|LATERAL|view \?) · ")).all_inner_texts()
-    return [c.split(" · ")[0] for c in captions]
+    """The view line of every neighbour card ("PA · age ?, sex ?")."""
+    lines = "\n".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()).splitlines()
+    return [ln.split(" · ")[0] for ln in lines if re.match(r"^(PA|AP|LATERAL|view \?) · ", ln.strip())]
 
 
 def test_view_viewer_neighbour_search_and_report(browser_page, ui_server, api_server, tmp_path):
