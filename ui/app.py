@@ -182,7 +182,7 @@ def main() -> None:
     result = run_search(client, query, params)
     if result is None:
         return
-    results.show_query_facts(result)
+    results.show_query_facts(result, uploaded=query.kind == "upload")
     left, right = st.columns([3, 2])
     with left:
         results.show_vote(result)

@@ -46,7 +46,8 @@ def vote_html(result: dict[str, Any], top: int = 15) -> str:
     if not rows:
         return "<p class='cxr-muted'>The neighbours carry no labels to vote with.</p>"
     out = ["<div class='cxr-vote' data-testid='cxr-vote'>",
-           "<div class='cxr-axis'><span>0 %</span><span>50 %</span><span>100 %</span></div>"]
+           "<div class='cxr-vrow cxr-axisrow'><div class='cxr-vname'></div><div class='cxr-axis'>"
+           "<span>0 %</span><span>50 %</span><span>100 %</span></div><div class='cxr-vnum'></div></div>"]
     for r in rows:
         share = max(0.0, min(1.0, float(r.get("share") or 0.0)))
         depth = int(r.get("depth") or 0)
@@ -64,12 +65,12 @@ def vote_html(result: dict[str, Any], top: int = 15) -> str:
 
 VOTE_CSS = """<style>
 .cxr-vote{font-size:0.95rem;margin:0.3rem 0 0.6rem 0}
-.cxr-axis{display:flex;justify-content:space-between;margin-left:14em;margin-right:15em;color:#888;font-size:0.75rem}
+.cxr-axis{flex:1;display:flex;justify-content:space-between;color:#888;font-size:0.75rem;border-bottom:1px solid #ccc}
 .cxr-vrow{display:flex;align-items:center;gap:0.6em;margin:0.15em 0}
-.cxr-vname{width:13.4em;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.cxr-vname{width:11em;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .cxr-track{flex:1;height:0.9em;background:#eceff3;border-radius:3px;position:relative}
 .cxr-bar{height:100%;background:#4c78a8;border-radius:3px}
-.cxr-vnum{width:14.4em;flex:none;white-space:nowrap}
+.cxr-vnum{width:12.6em;flex:none;white-space:nowrap;font-size:0.9em}
 .cxr-muted{color:#777}
 </style>"""
 

@@ -49,7 +49,8 @@ def _pane(pane_id: str, title: str, image: str | None, overlay: str | None) -> s
         ov = f"<img class='ov' src='{overlay}' alt='attention'>" if overlay else ""
         body = (f"<div class='stack' id='{pane_id}-stack'><img class='film' src='{image}' alt='{html.escape(title)}'>"
                 f"{ov}</div>")
-    return (f"<div class='pane' id='{pane_id}'><div class='ptitle'>{html.escape(title)}"
+    return (f"<div class='pane' id='{pane_id}'><div class='ptitle'><span class='t' title='{html.escape(title)}'>"
+            f"{html.escape(title)}</span>"
             f"<span class='tools'><button data-z='{pane_id}' data-act='in' title='zoom in'>+</button>"
             f"<button data-z='{pane_id}' data-act='out' title='zoom out'>−</button>"
             f"<button data-z='{pane_id}' data-act='reset' title='reset zoom and pan'>reset</button></span></div>"
@@ -68,7 +69,8 @@ body{{font-family:system-ui,sans-serif;margin:0;color:#222;font-size:14px}}
 .bar{{display:flex;flex-wrap:wrap;gap:0.8em;align-items:center;margin:0 0 6px 0}}
 .panes{{display:flex;gap:8px}}
 .pane{{flex:1;min-width:0}}
-.ptitle{{display:flex;justify-content:space-between;font-weight:600;margin-bottom:2px}}
+.ptitle{{display:flex;justify-content:space-between;font-weight:600;margin-bottom:2px;white-space:nowrap}}
+.ptitle .t{{overflow:hidden;text-overflow:ellipsis}} .tools{{flex:none}}
 .vp{{height:560px;background:#000;overflow:hidden;position:relative;cursor:grab}}
 .stack{{position:relative;width:100%;height:100%}}
 .stack img{{position:absolute;inset:0;width:100%;height:100%;object-fit:contain;user-select:none;-webkit-user-drag:none}}

@@ -37,10 +37,10 @@ def _search_from(case_id: int) -> None:
     st.session_state["selected_case"] = None
 
 
-def show_query_facts(result: dict[str, Any]) -> None:
-    """The query's own facts and view, and whether it is already an indexed case."""
+def show_query_facts(result: dict[str, Any], uploaded: bool) -> None:
+    """The query's own facts and view, and whether an uploaded film is already an indexed case."""
     st.markdown(f"**Query:** {evidence.facts_text(result)}  \n**{evidence.view_text(result)}**")
-    if result.get("query_case_id") is not None:
+    if uploaded and result.get("query_case_id") is not None:
         st.info(f"This film is already in the index as case {int(result['query_case_id'])}; "
                 "that case is left out of its own neighbours.")
 
