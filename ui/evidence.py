@@ -70,7 +70,7 @@ VOTE_CSS = """<style>
 .cxr-vname{width:11em;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .cxr-track{flex:1;height:0.9em;background:#eceff3;border-radius:3px;position:relative}
 .cxr-bar{height:100%;background:#4c78a8;border-radius:3px}
-.cxr-vnum{width:12.6em;flex:none;white-space:nowrap;font-size:0.9em}
+.cxr-vnum{width:14.5em;flex:none;white-space:nowrap;font-size:0.9em}
 .cxr-muted{color:#777}
 </style>"""
 
