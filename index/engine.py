@@ -271,9 +271,11 @@ class SearchEngine:
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
                             vote_detail=vote_hierarchy(vote, hits), query_view=qv, query_facts=dict(q.facts))
 
-    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
-        """The kNN vote only (finding -> score in [0,1])."""
-        return self.search(query, k=k, filters=filters, with_attention=False).vote
+    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None, *,
+                 query_view: str | None = None, view_scope: str = "same") -> dict[str, float]:
+        """The kNN vote only (finding -> score in [0,1]); neighbours of the query's view family by default."""
+        return self.search(query, k=k, filters=filters, with_attention=False, query_view=query_view,
+                           view_scope=view_scope).vote
 
     def embed(self, query: str | Path | bytes | int) -> np.ndarray:
         """The query's unit embedding [D] (the stored one for a case id)."""

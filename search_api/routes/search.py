@@ -76,13 +76,15 @@ async def search(request: Request, engine: Any = Depends(get_engine),
 
 @router.post("/classify", response_model=ClassifyResponse, responses=UPLOAD_ERRORS,
              summary="kNN vote of an uploaded image",
-             openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding")))
+             openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding",
+                                         "view_scope", "query_view")))
 async def classify(request: Request, engine: Any = Depends(get_engine),
                    settings: APISettings = Depends(get_api_settings)) -> ClassifyResponse:
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
-    data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
+    data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding",
+                                                       "view_scope", "query_view"))
     filters = p.filters()
-    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=filters)
+    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=filters, **p.view_options())
     request.state.result_count = len(vote)
     return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
 

@@ -75,3 +75,9 @@ def test_case_listing_pages_and_filters_behind_the_key(client):
     client.headers.pop("X-API-Key")
     assert client.get("/v1/cases").status_code == 401
     client.headers["X-API-Key"] = API_KEY
+
+
+def test_classify_takes_the_view_scope(client):
+    lateral = _dicom("LL")
+    assert client.post("/v1/classify", files=as_file(lateral), data={"k": "3"}).json()["vote"] == {}
+    assert client.post("/v1/classify", files=as_file(lateral), data={"k": "3", "view_scope": "any"}).json()["vote"]
