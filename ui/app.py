@@ -183,7 +183,7 @@ def main() -> None:
     if result is None:
         return
     results.show_query_facts(result, uploaded=query.kind == "upload")
-    left, right = st.columns([3, 2])
+    left, right = st.columns([2, 1])
     with left:
         results.show_vote(result)
     with right:

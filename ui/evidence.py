@@ -53,7 +53,7 @@ def vote_html(result: dict[str, Any], top: int = 15) -> str:
         depth = int(r.get("depth") or 0)
         name = html.escape(str(r.get("finding")))
         cal = r.get("calibrated")
-        cal_txt = f" · calibrated {float(cal):.0%}" if cal is not None else ""
+        cal_txt = f"<br>calibrated {float(cal):.0%}" if cal is not None else ""
         out.append(
             f"<div class='cxr-vrow' data-finding='{name}' data-depth='{depth}'>"
             f"<div class='cxr-vname' style='padding-left:{1.2 * depth:.1f}em'>{'└ ' if depth else ''}{name}</div>"
@@ -67,10 +67,10 @@ VOTE_CSS = """<style>
 .cxr-vote{font-size:0.95rem;margin:0.3rem 0 0.6rem 0}
 .cxr-axis{flex:1;display:flex;justify-content:space-between;color:#888;font-size:0.75rem;border-bottom:1px solid #ccc}
 .cxr-vrow{display:flex;align-items:center;gap:0.6em;margin:0.15em 0}
-.cxr-vname{width:11em;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.cxr-vname{width:11em;box-sizing:border-box;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .cxr-track{flex:1;height:0.9em;background:#eceff3;border-radius:3px;position:relative}
 .cxr-bar{height:100%;background:#4c78a8;border-radius:3px}
-.cxr-vnum{width:14.5em;flex:none;white-space:nowrap;font-size:0.9em}
+.cxr-vnum{width:16em;flex:none;font-size:0.9em;white-space:nowrap}
 .cxr-muted{color:#777}
 </style>"""
 
