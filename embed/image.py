@@ -84,6 +84,9 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     """A data set written without preamble/file meta: a plausible first tag at offset 0."""
     if len(head) < 8:
         return False
+    group, elem = struct.unpack(">HH", head[:4])  # explicit VR big endian (retired, still written)
+    if group in _DICOM_FIRST_GROUPS and elem <= 0x3000 and head[4:6] in _VR_CODES:
+        return True
     group, elem = struct.unpack("<HH", head[:4])
     if group not in _DICOM_FIRST_GROUPS or elem > 0x3000:
         return False

@@ -10,7 +10,8 @@ Steps (all with OpenCV, so reading + standardizing never bounds the pipeline):
    are what the model would see anyway;
 3. clip at the ``clip_low_pct`` / ``clip_high_pct`` percentiles (by default the
    brightest 1 % — labels, markers, burnt-in text — is clipped) and rescale
-   to [0, 1]; a constant image becomes all zeros (no division by zero);
+   to [0, 1]; a constant image becomes all zeros (also when resizing left float
+   rounding noise on it: that is not contrast);
 4. optional equalization: ``"hist"`` (global histogram equalization) or
    ``"clahe"`` (contrast-limited adaptive, 8x8 tiles, ``clahe_clip``), both on
    8-bit values, as OpenCV defines them;
@@ -135,6 +136,16 @@ def _fit(arr: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(arr, (nw, nh), interpolation=interp)
 
 
+# Float32 resizing of a uniform image leaves rounding noise of ~1e-7 of its value; stretching that
+# to [0, 1] would hand the model a stripe pattern. A span under 1e-5 of the values' magnitude (0.66
+# of one level at 16 bits) is no contrast at all, so such an image standardizes to zeros.
+_FLAT_RELATIVE = 1e-5
+
+
+def _has_contrast(lo: float, hi: float) -> bool:
+    return bool(hi - lo > _FLAT_RELATIVE * max(1.0, abs(float(lo)), abs(float(hi))))
+
+
 def _equalize(x01: np.ndarray, cfg: StandardizeConfig) -> np.ndarray:
     import cv2
 
@@ -157,15 +168,15 @@ def standardize(img: Any, cfg: StandardizeConfig | None = None) -> np.ndarray:
     if not np.isfinite(small).all():
         small = np.nan_to_num(small, nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = np.percentile(small, [cfg.clip_low_pct, cfg.clip_high_pct])
-    if not hi > lo:
+    if not _has_contrast(lo, hi):
         # constant (or nearly, after clipping): fall back to the full range, else all zeros
         lo, hi = float(small.min()), float(small.max())
-    if hi > lo:
+    if _has_contrast(lo, hi):
         x = (np.clip(small, lo, hi) - lo) * np.float32(1.0 / (hi - lo))
     else:
         x = np.zeros_like(small)
     x = x.astype(np.float32, copy=False)
-    if cfg.equalize != "none":
+    if cfg.equalize != "none" and x.any():  # CLAHE maps an all-black image to grey: a blank stays blank
         x = _equalize(x, cfg)
     out = np.zeros((cfg.size, cfg.size), np.float32)
     h, w = x.shape

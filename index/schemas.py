@@ -45,8 +45,8 @@ class SearchFilters(BaseModel):
     def _sex(cls, v: Any) -> Any:
         if v is None or str(v).strip() == "":
             return None
-        s = str(v).strip().upper()[:1]
-        if s not in ("M", "F"):
+        s = str(v).strip()
+        if s not in ("M", "F"):  # exactly: "male" or "M' OR 1=1" must not quietly become "M"
             raise ValueError("sex must be 'M' or 'F'")
         return s
 

@@ -363,3 +363,8 @@ class SQLiteStore:
     def iter_rows_internal(self) -> list[tuple[int, str, str]]:
         """(id, sha256, image_path) of every case, deleted included: for rebuilds."""
         return list(self._conn().execute("SELECT id, sha256, image_path FROM cases ORDER BY id"))
+
+    def refs_for_source(self, source: str) -> set[str]:
+        """The dataset case ids (``ref``) of the live cases of one source: what a reader may skip re-reading."""
+        rows = self._conn().execute("SELECT ref FROM cases WHERE source = ? AND deleted = 0", (source,))
+        return {r[0] for r in rows if r[0]}

@@ -21,7 +21,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from embed.errors import CXRError
 from search_api.audit import AuditMiddleware
 from search_api.errors import install_error_handlers, redact_paths
-from search_api.routes import cases, health, search, stats
+from search_api.openapi import install_openapi
+from search_api.routes import cases, health, pacs, search, stats
 from search_api.security import check_bind_policy, require_api_key
 from search_api.settings import APISettings, get_api_settings
 
@@ -71,18 +72,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     given = app.state.engine
     app.state.engine_error = None
     if given is None:
+        # /health and the 503s give a short reason code only (FAISS and SQLite messages name files and
+        # library internals); the full message goes to the server log.
         if settings.index_dir is None:
-            app.state.engine_error = "index_state: no index configured (set CXR_API_INDEX_DIR or cxr serve --index)"
+            app.state.engine_error = "no_index"
+            log.error("index not loaded: no index configured (set CXR_API_INDEX_DIR or cxr serve --index)")
         else:
             try:
                 app.state.engine = await anyio.to_thread.run_sync(_open_engine, settings)
             except CXRError as exc:
-                app.state.engine_error = f"{exc.code}: {redact_paths(str(exc))}"
+                app.state.engine_error = exc.code
+                log.error("index not loaded (%s): %s", exc.code, redact_paths(str(exc)))
             except Exception:  # noqa: BLE001 - keep serving /health; the trace goes to the server log only
                 log.exception("the search engine could not be loaded")
-                app.state.engine_error = "engine_error: the index could not be loaded (see the server log)"
-        if app.state.engine_error:
-            log.error("index not loaded: %s", app.state.engine_error)
+                app.state.engine_error = "engine_error"
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
@@ -106,7 +109,10 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     keys = settings.resolved_keys()
     check_bind_policy(settings.host, keys)
 
-    app = FastAPI(title="CXR similar-case search", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # No trailing-slash redirects: /v1/cases/1/ would answer 307 before the key check, with a Location
+    # built from the client's Host header. Unknown paths are a plain JSON 404.
+    app = FastAPI(title="CXR similar-case search", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  redirect_slashes=False)
     app.state.settings = settings
     app.state.api_keys = keys
     app.state.engine = engine
@@ -116,9 +122,10 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.include_router(health.router)
     v1 = [Depends(require_api_key)]
-    for module in (stats, search):
+    for module in (stats, search, pacs):
         app.include_router(module.router, prefix="/v1", dependencies=v1)
     app.include_router(cases.router, prefix="/v1", dependencies=v1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, TypeVar
 
 import anyio.to_thread
 from fastapi import HTTPException, Request
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from embed.errors import IndexStateError
+from search_api.params import MAX_LIST_ITEMS, MAX_VIEW_LEN, Age, Flag, SamePatient, Sex, ViewScope
 
 T = TypeVar("T")
 
@@ -31,8 +32,8 @@ def get_engine(request: Request) -> Any:
     """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
-        reason = getattr(request.app.state, "engine_error", None) or "the index is not loaded"
-        raise IndexStateError(f"index not loaded: {reason}")
+        reason = getattr(request.app.state, "engine_error", None) or "loading"
+        raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
     return engine
 
 
@@ -50,17 +51,17 @@ class QueryParams(BaseModel):
 
     k: int = Field(10, ge=1)
     view: list[str] | None = None
-    sex: str | None = None
-    age_min: float | None = Field(None, ge=0, le=130)
-    age_max: float | None = Field(None, ge=0, le=130)
+    sex: Sex | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
     source: list[str] | None = None
     finding: list[str] | None = None
-    same_patient: Literal["exclude", "include", "only"] = "exclude"
-    attention: bool = True
+    same_patient: SamePatient = "exclude"
+    attention: Flag = True
     #: "same": neighbours of the query's view family (frontal or lateral); "any": every view
-    view_scope: Literal["same", "any"] = "same"
+    view_scope: ViewScope = "same"
     #: the query's view when the caller knows better than the file (e.g. "PA", "LATERAL")
-    query_view: str | None = Field(None, max_length=32)
+    query_view: str | None = Field(None, max_length=MAX_VIEW_LEN)
 
     def filters(self) -> Any:
         """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
@@ -87,6 +88,7 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
     """Validate form fields / query parameters (later pairs win; list fields repeat or use commas)."""
     raw: dict[str, Any] = {"attention": attention_default}
     unknown = set()
+    repeats: dict[str, int] = {}
     for name, value in pairs:
         if name == "file":
             continue
@@ -94,12 +96,17 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
             unknown.add(name)
         elif name in LIST_FIELDS:
             raw.setdefault(name, [])
+            repeats[name] = repeats.get(name, 0) + 1
             raw[name].extend(v.strip() for v in value.split(",") if v.strip())
         elif value.strip() != "":
             raw[name] = value.strip()
     if unknown:
         raise RequestValidationError([{"loc": (n,), "msg": "unknown parameter", "type": "extra_forbidden"}
                                       for n in sorted(unknown)])
+    too_many = sorted(n for n, count in repeats.items() if count > MAX_LIST_ITEMS)
+    if too_many:
+        raise RequestValidationError([{"loc": (n,), "msg": f"given more than {MAX_LIST_ITEMS} times "
+                                       "(comma-separate the values instead)", "type": "too_long"} for n in too_many])
     try:
         params = QueryParams.model_validate(raw)
     except ValidationError as exc:

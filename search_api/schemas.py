@@ -35,7 +35,9 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     index_loaded: bool
-    reason: str | None = Field(None, description="why the index is not loaded (no file paths)")
+    reason: str | None = Field(None, description=(
+        "why the index is not loaded, as a short code: no_index, index_state, config_mismatch, model_error, "
+        "engine_error (details in the server log only)"), examples=["index_state"])
     version: str
 
     model_config = ConfigDict(json_schema_extra={"examples": [

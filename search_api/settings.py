@@ -49,7 +49,11 @@ class APISettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: str = ""
+    dicomweb_url: str | None = Field(None, description="DICOMweb root of the hospital's PACS (docs/pacs.md)")
+    dicomweb_auth: str | None = Field(None, description="USER:PASSWORD for the PACS")
+    dicomweb_token: str | None = Field(None, description="bearer token for the PACS (cloud DICOM stores)")
     engine_threads: int | None = Field(None, ge=1, description="concurrent engine calls (default: CPU count)")
+    body_timeout_s: float = Field(30.0, gt=0, description="an upload that sends nothing for this long gets 408")
 
     def resolved_keys(self) -> list[str]:
         """Keys from the variable and the key file (one per line, '#' comments)."""

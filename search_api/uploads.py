@@ -11,8 +11,10 @@ The type is decided by magic bytes (415), never by name or Content-Type.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
 
@@ -99,8 +101,29 @@ class _Collector:
         self._buf = bytearray()
 
 
-async def read_upload(request: Request, max_bytes: int) -> Upload:
-    """Parse the request body (multipart with a ``file`` part, or a raw image) within ``max_bytes``."""
+async def _chunks(request: Request, idle_timeout: float | None) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 (and the connection closed) when the client sends nothing for ``idle_timeout`` s.
+
+    uvicorn has no body read timeout: a client that stops mid-upload would hold a socket and
+    a parser forever.
+    """
+    it = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(it.__anext__(), idle_timeout)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"the upload stalled: nothing received for {idle_timeout:g} s",
+                                headers={"Connection": "close"}) from None
+        yield chunk
+
+
+async def read_upload(request: Request, max_bytes: int, *, idle_timeout: float | None = None) -> Upload:
+    """Parse the request body (multipart with a ``file`` part, or a raw image) within ``max_bytes``.
+
+    ``idle_timeout``: seconds the client may send nothing before the upload is refused (408).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + FIELDS_BYTES:
         raise UploadTooLarge(max_bytes)
@@ -121,7 +144,7 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         })
         total = 0
         try:
-            async for chunk in request.stream():
+            async for chunk in _chunks(request, idle_timeout):
                 total += len(chunk)
                 if total > max_bytes + FIELDS_BYTES:
                     raise UploadTooLarge(max_bytes)
@@ -132,7 +155,7 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         return collector.upload
     if ctype_s == "application/x-www-form-urlencoded":  # fields without an image: answered with 422 later
         body = bytearray()
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_timeout):
             body += chunk
             if len(body) > FIELDS_BYTES:
                 raise HTTPException(400, "form body too long")
@@ -142,7 +165,7 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         return Upload(data=None, fields=fields)
     if ctype_s in RAW_TYPES or ctype_s == "":
         buf = bytearray()
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_timeout):
             if len(buf) + len(chunk) > max_bytes:
                 raise UploadTooLarge(max_bytes)
             buf += chunk

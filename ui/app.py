@@ -18,7 +18,7 @@ import streamlit as st
 
 from ui import render
 from ui.client import APIError, CXRClient, SearchParams
-from ui.components import results, sidebar
+from ui.components import pacs, results, sidebar
 
 log = logging.getLogger("ui.app")
 
@@ -29,14 +29,18 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 class Query:
     """What to search with: uploaded bytes (kept in memory only) or an indexed case id."""
 
-    kind: str  # "upload" | "example"
+    kind: str  # "upload" | "example" | "pacs"
     data: bytes = b""
     name: str = "query"
     case_id: int | None = None
+    handle: str | None = None  # a PACS study handle (keyed hash, from the API)
+    store: bool = False
 
     def key(self) -> tuple:
         if self.kind == "upload":
             return ("upload", hashlib.sha256(self.data).hexdigest())
+        if self.kind == "pacs":
+            return ("pacs", self.handle, self.store)
         return ("example", self.case_id)
 
 
@@ -117,13 +121,17 @@ def _back_to_own_query() -> None:
 
 
 def choose_query(client: CXRClient, stats: dict | None) -> Query | None:
-    """The query: a neighbour searched from, an uploaded file (bytes in memory) or an indexed case."""
+    """The query: a neighbour searched from, an uploaded file (bytes in memory), an indexed case or a PACS study."""
     from_case = st.session_state.get("from_case")
     if from_case is not None:
         st.info(f"Searching from indexed case {from_case} (a neighbour you chose).")
         st.button("Back to my query", key="back_to_query", on_click=_back_to_own_query)
         return Query("example", case_id=int(from_case))
-    mode = st.radio("Query", ["Upload an image", "Example from the index"], horizontal=True, key="query_mode")
+    mode = st.radio("Query", ["Upload an image", "Example from the index", "From PACS"], horizontal=True,
+                    key="query_mode")
+    if mode == "From PACS":
+        picked = pacs.choose_study(client)
+        return Query("pacs", handle=picked[0], store=picked[1]) if picked else None
     if mode == "Upload an image":
         up = st.file_uploader(
             "Chest X-ray: PNG, JPEG or DICOM (.dcm or no extension)", type=None, key="upload",
@@ -146,6 +154,8 @@ def run_search(client: CXRClient, query: Query, params: SearchParams) -> dict | 
             if query.kind == "upload":
                 # the file name stays on this machine: the API and the report never see it
                 result = client.search(query.data, params, filename="query")
+            elif query.kind == "pacs":
+                result = client.search_pacs(str(query.handle), params, store=query.store)
             else:
                 result = client.similar(query.case_id, params)
                 if not result.get("query_png"):
@@ -182,13 +192,16 @@ def main() -> None:
     result = run_search(client, query, params)
     if result is None:
         return
-    results.show_query_facts(result, uploaded=query.kind == "upload")
+    if result.get("kos_stored"):
+        st.success(f"Key-object note stored in the PACS ({result.get('kos_referenced', 0)} similar cases "
+                   "of the PACS referenced).")
+    results.show_query_facts(result, uploaded=query.kind in ("upload", "pacs"))
     left, right = st.columns([2, 1])
     with left:
         results.show_vote(result)
     with right:
         results.show_prognosis(result)
-        label = "uploaded film" if query.kind == "upload" else f"indexed case {query.case_id}"
+        label = {"upload": "uploaded film", "pacs": "PACS study"}.get(query.kind, f"indexed case {query.case_id}")
         results.show_report_button(client, result, label)
     results.show_viewer(client, result)
     results.show_hits(client, result)

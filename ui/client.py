@@ -235,3 +235,18 @@ class CXRClient:
         params = params or SearchParams()
         query = params.to_form() + [("attention", "true" if attention else "false")]
         return self._json("GET", f"/v1/cases/{int(case_id)}/similar", params=query)
+
+    # -- the hospital's PACS (configured on the API server) ---------------------------
+    def pacs_studies(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent chest studies of the server's PACS: de-identified, each with a ``handle``."""
+        return list(self._json("GET", "/v1/pacs/studies", params={"limit": int(limit)}).get("studies", []))
+
+    def search_pacs(self, handle: str, params: SearchParams | None = None, *, store: bool = False) -> dict[str, Any]:
+        """POST /v1/search/dicomweb with a study handle; ``store`` sends the similar cases back as a KOS note."""
+        body: dict[str, Any] = {"study": handle, "store": bool(store)}
+        for name, value in (params or SearchParams()).to_form():
+            if name in ("view", "source", "finding"):
+                body.setdefault(name, []).append(value)
+            else:
+                body[name] = value
+        return self._json("POST", "/v1/search/dicomweb", json=body)

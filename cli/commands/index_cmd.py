@@ -21,6 +21,15 @@ def _dataset_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--include-ct", action="store_true", help="covid-chestxray: keep CT rows too")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("dicomweb:URL datasets (a PACS; see docs/pacs.md)")
+    g.add_argument("--dicomweb-auth", default=None, metavar="USER:PASSWORD",
+                   help="HTTP basic credentials of the PACS (better: the CXR_DICOMWEB_AUTH variable)")
+    g.add_argument("--dicomweb-token", default=None, metavar="TOKEN",
+                   help="bearer token, for cloud DICOM stores (better: the CXR_DICOMWEB_TOKEN variable)")
+    g.add_argument("--modality", default=None, help="modalities to search, comma-separated (default CR,DX)")
+    g.add_argument("--body-part", default=None, help="BodyPartExamined to ask the PACS for, e.g. CHEST")
+    g.add_argument("--study-date-from", default=None, metavar="YYYY-MM-DD", help="first study date")
+    g.add_argument("--study-date-to", default=None, metavar="YYYY-MM-DD", help="last study date")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,6 +115,29 @@ def _report(rep: Any) -> None:
             print(f"  {ref}: {reason}")
 
 
+def _dicomweb_opts(args: argparse.Namespace) -> dict[str, Any]:
+    """The dicomweb reader's options from the flags; unset ones are left out."""
+    names = {"dicomweb_auth": "dicomweb_auth", "dicomweb_token": "dicomweb_token", "modality": "modality",
+             "body_part": "body_part", "study_date_from": "date_from", "study_date_to": "date_to"}
+    opts = {dest: getattr(args, flag) for flag, dest in names.items() if getattr(args, flag, None)}
+    if getattr(args, "no_progress", False):
+        opts["progress"] = False
+    return opts
+
+
+def _known_refs(index_dir: Path, source: str) -> set[str]:
+    """Case ids of ``source`` already in the index, so the PACS reader skips them before fetching."""
+    from index.store import STORE_FILE, SQLiteStore
+
+    if not (Path(index_dir) / STORE_FILE).is_file():
+        return set()
+    store = SQLiteStore(Path(index_dir) / STORE_FILE, read_only=True)
+    try:
+        return store.refs_for_source(source)
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
     action = getattr(args, "index_command", None)
     if not action:
@@ -113,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from index import builder
 
-    opts = {"include_ct": True} if getattr(args, "include_ct", False) else {}
+    opts: dict[str, Any] = {"include_ct": True} if getattr(args, "include_ct", False) else {}
+    opts.update(_dicomweb_opts(args))
+    if action == "add" and any(s.lower().startswith("dicomweb:") for s in args.specs):
+        opts["known_refs"] = _known_refs(args.index, "dicomweb")
     if action == "build":
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,

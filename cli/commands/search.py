@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "only cases of the query's view family are searched (frontal PA/AP or lateral; from the DICOM "
         "ViewPosition, the indexed case, or the view classifier stored with the model); --any-view widens it.",
     )
-    p.add_argument("query", metavar="IMAGE_OR_ID", help="image file, or the id of an indexed case")
+    p.add_argument("query", metavar="IMAGE_OR_ID", nargs="?", default=None,
+                   help="image file, or the id of an indexed case (or search with a PACS study: --dicomweb)")
     p.add_argument("--index", type=Path, required=True, help="index folder (from `cxr index build`)")
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: the one the index was built with)")
     p.add_argument("-k", type=int, default=10, help="number of similar cases (default 10)")
@@ -39,6 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--query-view", default=None, metavar="VIEW",
                    help="the query's view when the file does not say it (e.g. PA, LATERAL)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    g = p.add_argument_group("query from a PACS (DICOMweb; see docs/pacs.md)")
+    g.add_argument("--dicomweb", metavar="URL", default=None, help="DICOMweb root of the PACS, e.g. "
+                   "http://pacs:8042/dicom-web; the query film is fetched with WADO-RS")
+    g.add_argument("--study", metavar="UID", default=None, help="Study Instance UID of the query (its PA film, "
+                   "else AP, else the first CR/DX image)")
+    g.add_argument("--series", metavar="UID", default=None, help="Series Instance UID of the query")
+    g.add_argument("--dicomweb-auth", metavar="USER:PASSWORD", default=None,
+                   help="credentials (better: the CXR_DICOMWEB_AUTH variable)")
+    g.add_argument("--dicomweb-token", metavar="TOKEN", default=None, help="bearer token (or CXR_DICOMWEB_TOKEN)")
+    g.add_argument("--store", action="store_true", help="send the similar cases back to the same PACS as a "
+                   "Key Object Selection document (STOW-RS)")
+    g.add_argument("--kos-out", type=Path, default=None, metavar="FILE",
+                   help="also write the Key Object Selection document to this DICOM file")
     p.set_defaults(func=run)
 
 
@@ -103,6 +118,27 @@ def _header(res: Any, views: list[str] | None = None) -> list[str]:
     return out
 
 
+def _search_pacs(args: argparse.Namespace, engine: Any, filters: Any, flags: dict[str, bool]) -> Any:
+    """Search with a PACS study or series; the KOS note goes back only to that same PACS."""
+    from embed.dicomweb import PacsAuth, connect
+    from index.errors import QueryError
+    from index.pacs import search_study
+
+    if not args.dicomweb or not (args.study or args.series) or args.query is not None:
+        raise QueryError("a PACS query is --dicomweb URL with --study UID or --series UID (and no image)")
+    client = connect(args.dicomweb, PacsAuth.from_options(args.dicomweb_auth, args.dicomweb_token))
+    out = search_study(engine, client, study=args.study, series=args.series, k=args.k, filters=filters,
+                       make_kos=bool(args.kos_out), store=args.store, **flags,
+                       view_scope="any" if args.any_view else "same", query_view=args.query_view)
+    if args.kos_out is not None:
+        out.kos.save_as(args.kos_out, enforce_file_format=True)
+    if out.kos is not None:
+        where = "stored in the PACS (STOW-RS)" if out.stored else f"written to {args.kos_out}"
+        print(f"key object note: {out.referenced} similar cases of this PACS referenced; {where}",
+              file=sys.stderr)
+    return out.result
+
+
 def run(args: argparse.Namespace) -> int:
     from index.engine import SearchEngine
     from index.schemas import SearchFilters
@@ -115,10 +151,16 @@ def run(args: argparse.Namespace) -> int:
 
         raise QueryError(f"bad filter: {exc}") from None
     engine = SearchEngine.open(args.index, model_path=args.model)
-    res = engine.search(_query(args.query), k=args.k, filters=filters,
-                        exclude_same_patient=not args.include_same_patient,
-                        same_patient_only=args.same_patient, with_attention=False,
-                        view_scope="any" if args.any_view else "same", query_view=args.query_view)
+    flags = {"exclude_same_patient": not args.include_same_patient, "same_patient_only": args.same_patient}
+    if args.dicomweb or args.study or args.series:
+        res = _search_pacs(args, engine, filters, flags)
+    elif args.query is None:
+        from index.errors import QueryError
+
+        raise QueryError("name the query: an image file, a case id, or --dicomweb URL --study UID")
+    else:
+        res = engine.search(_query(args.query), k=args.k, filters=filters, with_attention=False, **flags,
+                            view_scope="any" if args.any_view else "same", query_view=args.query_view)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0

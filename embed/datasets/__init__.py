@@ -23,6 +23,7 @@ from embed.datasets import (  # noqa: E402,F401  isort: skip
     covid_chestxray,
     csv_manifest,
     dicom,
+    dicomweb,
     imagefolder,
     kermany,
     nih14,

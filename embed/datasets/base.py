@@ -182,6 +182,9 @@ def load_dataset(spec: str, **opts: Any) -> DatasetLoad:
     set of options can be passed to :func:`load_datasets`. Options written in
     the spec (``?name=value``) must be known to that reader.
     """
+    url_kind = spec.split(":", 1)[0].strip().lower() if ":" in spec else ""
+    if url_kind and getattr(get_reader(url_kind), "takes_url", False):
+        return _load_url_dataset(url_kind, spec.split(":", 1)[1], opts)
     kind, path, spec_opts = split_spec(spec)
     fn = get_reader(kind)
     accepted = reader_options(kind)
@@ -205,6 +208,25 @@ def load_dataset(spec: str, **opts: Any) -> DatasetLoad:
             raise DatasetLayoutError(f"{exc} (This path looks like {guess}:{path})") from exc
         raise
     log.info("%s: %d records, %d skipped from %s", kind, len(load.records), len(load.skipped), path)
+    return load
+
+
+def _load_url_dataset(kind: str, rest: str, opts: dict[str, Any]) -> DatasetLoad:
+    """A reader addressed by URL (``dicomweb:https://pacs/dicom-web?modality=DX``): no path checks."""
+    fn = get_reader(kind)
+    accepted = reader_options(kind)
+    kw = {k: v for k, v in opts.items() if k in accepted and v is not None}
+    if "?" in rest:
+        rest, query = rest.rsplit("?", 1)
+        for part in filter(None, query.split("&")):
+            k, sep, v = part.partition("=")
+            if not sep or k.strip() not in accepted:
+                raise DatasetError(f"reader {kind!r} has no option {part!r}: it accepts {', '.join(accepted)}")
+            kw[k.strip()] = v
+    if not rest.strip():
+        raise DatasetError(f"{kind}: name the address, e.g. {kind}:https://pacs.example.org/dicom-web")
+    load = fn(rest.strip(), **kw)
+    log.info("%s: %d records, %d skipped", kind, len(load.records), len(load.skipped))
     return load
 
 

@@ -7,37 +7,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from index.schemas import SearchFilters
-
 from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.params import (MAX_VIEW_LEN, MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery,
+                               SamePatientQuery, SexQuery, ViewScope)
 from search_api.results import case_out, search_response
 from search_api.schemas import ERROR_RESPONSES, CaseListResponse, CaseOut, ErrorResponse, SearchResponse
 from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
-CaseId = Path(ge=0, description="integer case id as returned in hits", examples=[17])
-
-
 MAX_PAGE = 200
 
 
 @router.get("", response_model=CaseListResponse, responses=ERROR_RESPONSES, summary="Browse the indexed cases")
 async def list_cases(
     request: Request,
-    offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1, le=MAX_PAGE),
-    view: list[str] | None = Query(None),
-    view_family: Literal["frontal", "lateral"] | None = Query(None),
-    sex: Literal["M", "F"] | None = Query(None),
-    age_min: float | None = Query(None, ge=0, le=130),
-    age_max: float | None = Query(None, ge=0, le=130),
-    source: list[str] | None = Query(None),
-    finding: list[str] | None = Query(None),
+    offset: int = Query(0, ge=0, le=2**62, description="cases to skip (id order)"),
+    limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"cases per page, at most {MAX_PAGE}"),
+    view: ListQuery = None,
+    view_family: Literal["frontal", "lateral"] | None = Query(None, description="frontal (PA/AP) or lateral"),
+    sex: SexQuery = None,
+    age_min: AgeQuery = None,
+    age_max: AgeQuery = None,
+    source: ListQuery = None,
+    finding: ListQuery = None,
     engine: Any = Depends(get_engine),
 ) -> CaseListResponse:
     """A page of cases in id order with the search filters (for example pickers and browsing)."""
@@ -60,7 +58,7 @@ def _get_case(engine: Any, case_id: int) -> Any:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, case_id: int = CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
+async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -72,8 +70,9 @@ async def get_case(request: Request, case_id: int = CaseId, engine: Any = Depend
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
-    case_id: int = CaseId,
-    size: int | None = Query(None, ge=16, description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
+    case_id: CaseId,
+    size: int | None = Query(None, ge=MIN_THUMB_SIZE,
+                             description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
     engine: Any = Depends(get_engine),
     settings: APISettings = Depends(get_api_settings),
 ) -> Response:
@@ -94,18 +93,18 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
-    case_id: int = CaseId,
-    k: int = Query(10, ge=1),
-    view: list[str] | None = Query(None),
-    sex: Literal["M", "F"] | None = Query(None),
-    age_min: float | None = Query(None, ge=0, le=130),
-    age_max: float | None = Query(None, ge=0, le=130),
-    source: list[str] | None = Query(None),
-    finding: list[str] | None = Query(None),
-    same_patient: Literal["exclude", "include", "only"] = Query("exclude"),
-    attention: bool = Query(False),
-    view_scope: Literal["same", "any"] = Query("same", description="same view family as the case, or any view"),
-    query_view: str | None = Query(None, max_length=32, description="override the case's view"),
+    case_id: CaseId,
+    k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
+    view: ListQuery = None,
+    sex: SexQuery = None,
+    age_min: AgeQuery = None,
+    age_max: AgeQuery = None,
+    source: ListQuery = None,
+    finding: ListQuery = None,
+    same_patient: SamePatientQuery = "exclude",
+    attention: FlagQuery = False,
+    view_scope: ViewScope = Query("same", description="same view family as the case, or any view"),
+    query_view: str | None = Query(None, max_length=MAX_VIEW_LEN, description="override the case's view"),
     engine: Any = Depends(get_engine),
     settings: APISettings = Depends(get_api_settings),
 ) -> SearchResponse:

@@ -11,43 +11,38 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.params import form_schema
 from search_api.results import search_response
 from search_api.schemas import UPLOAD_ERRORS, ClassifyResponse, EmbedResponse, SearchResponse
 from search_api.settings import APISettings, get_api_settings
-from search_api.uploads import read_upload, require_image
+from search_api.uploads import FIELDS_BYTES, MAX_FIELDS, read_upload, require_image
+
+RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")  # also accepted: application/octet-stream
 
 router = APIRouter(tags=["search"])
 
-_LIST = {"type": "array", "items": {"type": "string"}}
-_FORM_FIELDS: dict[str, Any] = {
-    "file": {"type": "string", "format": "binary", "description": "PNG, JPEG or DICOM (recognised by content)"},
-    "k": {"type": "integer", "minimum": 1, "default": 10, "description": "neighbours (at most CXR_API_MAX_K)"},
-    "view": {**_LIST, "description": "views to keep, e.g. PA, AP (repeat or comma-separate)"},
-    "sex": {"type": "string", "enum": ["M", "F"]},
-    "age_min": {"type": "number", "minimum": 0, "maximum": 130},
-    "age_max": {"type": "number", "minimum": 0, "maximum": 130},
-    "source": {**_LIST, "description": "sources to keep, e.g. covid-chestxray"},
-    "finding": {**_LIST, "description": "keep cases with any of these findings"},
-    "same_patient": {"type": "string", "enum": ["exclude", "include", "only"], "default": "exclude"},
-    "attention": {"type": "boolean", "default": True, "description": "return the attention map"},
-    "view_scope": {"type": "string", "enum": ["same", "any"], "default": "same",
-                   "description": "same: neighbours of the query's view family (frontal/lateral); any: every view"},
-    "query_view": {"type": "string", "description": "the query's view if the file does not say (e.g. PA, LATERAL)"},
-}
+# Defaults here; search_api.openapi writes this server's own limits (CXR_API_MAX_K, ...) into the schema.
+_FORM_FIELDS: dict[str, Any] = form_schema(APISettings.model_fields["max_k"].default,
+                                           APISettings.model_fields["max_upload_bytes"].default)
 
 
 def _upload_body(fields: tuple[str, ...]) -> dict[str, Any]:
-    schema = {"type": "object", "required": ["file"], "properties": {f: _FORM_FIELDS[f] for f in fields}}
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": schema, "encoding": {f: {"style": "form", "explode": True}
-                                                               for f in ("view", "source", "finding")}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    }}}
+    schema = {"type": "object", "required": ["file"], "properties": {f: _FORM_FIELDS[f] for f in fields},
+              "additionalProperties": False}
+    return {"requestBody": {"required": True, "description": (
+        f"multipart/form-data with one `file` part and at most {MAX_FIELDS} parts in all (each text field at "
+        f"most {FIELDS_BYTES} bytes); or the raw image bytes as the body, with the fields as query parameters"),
+        "content": {
+            "multipart/form-data": {"schema": schema, "encoding": {
+                "file": {"contentType": ", ".join(RAW_IMAGE_TYPES)},
+                **{f: {"style": "form", "explode": True} for f in ("view", "source", "finding")}}},
+            **{ctype: {"schema": {**_FORM_FIELDS["file"]}} for ctype in RAW_IMAGE_TYPES},
+        }}}
 
 
 async def _query(request: Request, settings: APISettings, *, attention_default: bool = True,
                  allowed: tuple[str, ...] | None = None) -> tuple[bytes, Any]:
-    upload = await read_upload(request, settings.max_upload_bytes)
+    upload = await read_upload(request, settings.max_upload_bytes, idle_timeout=settings.body_timeout_s)
     pairs = list(request.query_params.multi_items())
     pairs += [(name, v) for name, values in upload.fields.items() for v in values]
     kw = {"allowed": allowed} if allowed is not None else {}

@@ -182,9 +182,13 @@ def test_unknown_photometric_is_unsupported():
 
 
 def test_dicom_without_pixels_is_unsupported():
+    """A report has no pixels (unsupported); an image class without them was cut or stripped (truncated)."""
     ds = make_dataset(np.zeros((4, 4), np.uint8))
     del ds.PixelData
-    with pytest.raises(UnsupportedImageError, match="pixel data"):
+    with pytest.raises(TruncatedImageError, match="without pixel data: the file is truncated"):
+        read_image(to_bytes(ds))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    with pytest.raises(UnsupportedImageError, match="without pixel data"):
         read_image(to_bytes(ds))
 
 

@@ -115,7 +115,10 @@ def test_missing_store_is_index_state_error(tmp_path):
 
 
 def test_filter_validation():
-    assert SearchFilters(sex="female").sex == "F"
+    assert SearchFilters(sex=" F ").sex == "F"
+    for bad in ("female", "m", "M' OR 1=1 --"):
+        with pytest.raises(ValueError, match="sex must be"):
+            SearchFilters(sex=bad)
     with pytest.raises(ValueError):
         SearchFilters(age_min=50, age_max=20)
     with pytest.raises(ValueError):

@@ -190,3 +190,43 @@ def png_declaring(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture()
+def live_server(tiny_index):
+    """Factory of real uvicorn servers (in a thread, on a free loopback port) over the shared engine.
+
+    ``live_server(api_keys=..., body_timeout_s=...)`` returns the base URL; every server stops at teardown.
+    """
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from search_api.app import create_app
+    from search_api.settings import APISettings
+
+    servers = []
+
+    def start(**overrides: Any) -> str:
+        port = free_port()
+        settings = APISettings(index_dir=tiny_index.index_dir, host="127.0.0.1", port=port, **overrides)
+        config = uvicorn.Config(create_app(settings, engine=tiny_index.engine), host="127.0.0.1", port=port,
+                                log_level="warning", access_log=False, server_header=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/health", timeout=5).json()["index_loaded"]
+        return url
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(15)
