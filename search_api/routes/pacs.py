@@ -53,8 +53,10 @@ class PacsSearchRequest(BaseModel):
     """One of ``study`` (a handle from /v1/pacs/studies), ``study_uid`` or ``series_uid``; then the usual options."""
 
     # "exactly one of" stated in the schema too, so schema-driven clients send valid requests
+    # (the chosen one must be a string, not an explicit null)
     model_config = {"extra": "forbid", "json_schema_extra": {"oneOf": [
-        {"required": ["study"]}, {"required": ["study_uid"]}, {"required": ["series_uid"]}]}}
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("study", "study_uid", "series_uid")]}}
 
     study: str | None = Field(None, pattern=r"^u_[0-9a-f]{16}$")
     study_uid: str | None = Field(None, max_length=64, pattern=_UID)
