@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from embed.errors import ImageReadError, TruncatedImageError, UnsupportedImageError
-from embed.limits import check_pixel_count
+from embed.limits import check_pixel_count, large_decode, reduce_array, reduction_factor
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,18 @@ def read_dicom(
         )
     if photometric in MONO + COLOUR + ("PALETTE COLOR",):
         ds.PhotometricInterpretation = photometric  # pydicom's decoders need it present and upper-case
-    arr = _decode(ds, name)
-    if arr.ndim != (2 if samples == 1 else 3) or arr.shape[0] != rows or arr.shape[1] != cols:
-        raise TruncatedImageError(f"{name}: decoded pixels {arr.shape} do not match the header {rows}x{cols}")
-
-    if photometric in MONO:
-        out = grey_pipeline(arr, ds, correct_photometric=correct_photometric)
-    else:
-        out = _colour_to_grey(arr, ds, photometric)
+    with large_decode(rows, cols) as large:
+        arr = _decode(ds, name)
+        if arr.ndim != (2 if samples == 1 else 3) or arr.shape[0] != rows or arr.shape[1] != cols:
+            raise TruncatedImageError(f"{name}: decoded pixels {arr.shape} do not match the header {rows}x{cols}")
+        if large and photometric != "PALETTE COLOR":  # palette indices cannot be averaged
+            arr = _reduced(arr, ds)
+        if photometric in MONO:
+            out = grey_pipeline(arr, ds, correct_photometric=correct_photometric)
+        else:
+            out = _colour_to_grey(arr, ds, photometric)
+        if large:
+            out = reduce_array(out, reduction_factor(out.shape[0], out.shape[1]))
     if out.size and not np.isfinite(out).all():
         raise ImageReadError(
             f"{name}: the rescale slope/intercept or LUTs turn its pixels into non-finite values "
@@ -263,6 +267,21 @@ def _decode_jpeg12_gdcm(ds, name: str) -> np.ndarray:
             f"{len(raw)} of {rows * cols * 2} bytes); export it again"
         )
     return np.frombuffer(raw, "<i2" if signed else "<u2").reshape(rows, cols).copy()
+
+
+def _reduced(arr: np.ndarray, ds) -> np.ndarray:
+    """A large image's stored values area-averaged to about REDUCED_MIN_SIDE, before any LUT.
+
+    The LUTs then run on the small array (the full-size float64 copies they make are what a
+    7000 x 7000 film cost); values are rounded back to the stored integer type, as LUTs index by them.
+    """
+    if _is_native(ds):
+        arr = _mask_bits(arr, ds)
+    small = reduce_array(arr, reduction_factor(arr.shape[0], arr.shape[1]))
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        small = np.clip(np.rint(small), info.min, info.max).astype(arr.dtype)
+    return small
 
 
 def _mask_bits(arr: np.ndarray, ds) -> np.ndarray:

@@ -20,10 +20,15 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embed.errors import CXRError, DatasetError, require
 from embed.settings import get_settings
+
+if TYPE_CHECKING:  # the protocol client loads lazily (the `pacs` extra)
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +115,8 @@ class PacsClient:
     """One PACS: its DICOMweb root, the ``dicomweb_client`` client and the HTTP session (for raw WADO bytes)."""
 
     url: str
-    dw: Any
-    session: Any
+    dw: DICOMwebClient
+    session: requests.Session
     timeout: float = 60.0
 
     @property
@@ -301,7 +306,7 @@ def find_query_instance(client: PacsClient, *, study: str | None = None, series:
     return min(refs, key=lambda r: (_VIEW_PREFERENCE.get((r.view or "").upper(), 2), r.key))
 
 
-def store_instance(client: PacsClient, ds: Any) -> None:
+def store_instance(client: PacsClient, ds: Dataset) -> None:
     """STOW-RS one data set to this client's PACS (the only PACS a result may go to)."""
     _pacs_call("store a document (STOW-RS)", lambda: client.dw.store_instances([ds]))
     log.info("stored %s %s in PACS %s", ds.get("Modality", "object"), uid_key(str(ds.SOPInstanceUID)), client.key)

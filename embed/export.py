@@ -13,11 +13,14 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from embed.errors import CXRError
+
+if TYPE_CHECKING:  # annotations only: pyarrow is imported where it is used
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +32,10 @@ def features_table(records: Sequence[Any], emb: np.ndarray, *, metadata: dict[st
     """The pyarrow Table of one row per record (see module doc)."""
     import pyarrow as pa
 
-    from embed.datasets import PROGNOSIS_FIELDS
+    from embed.cases import features_columns
 
     dim = int(emb.shape[1])
-    cols: dict[str, Any] = {
-        "case_id": pa.array([r.case_id for r in records], pa.string()),
-        "image_path": pa.array([r.image_path for r in records], pa.string()),
-        "source": pa.array([r.source for r in records], pa.string()),
-        "patient": pa.array([r.patient for r in records], pa.string()),
-        "findings": pa.array([list(r.findings or []) for r in records], pa.list_(pa.string())),
-    }
-    for name in PROGNOSIS_FIELDS:
-        cols[name] = pa.array([(r.prognosis or {}).get(name) for r in records], pa.bool_())
-    cols["view"] = pa.array([r.view for r in records], pa.string())
-    cols["sex"] = pa.array([r.sex for r in records], pa.string())
-    cols["age"] = pa.array([r.age for r in records], pa.float64())
-    cols["day_offset"] = pa.array([r.day_offset for r in records], pa.float64())
+    cols = features_columns(records)  # the case columns, derived from embed.cases.CaseFields
     flat = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1), pa.float32())
     cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
     table = pa.table(cols)
@@ -52,7 +43,7 @@ def features_table(records: Sequence[Any], emb: np.ndarray, *, metadata: dict[st
     return table.replace_schema_metadata(meta)
 
 
-def write_parquet_atomic(table: Any, path: str | Path) -> Path:
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
     """Write to a temporary file beside ``path`` and rename, so readers never see half a file."""
     import pyarrow.parquet as pq
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,16 @@ from embed.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from embed.limits import DEFAULT_MAX_PIXELS, check_pixel_count, max_file_bytes, too_many_bytes
+from embed.limits import (
+    DEFAULT_MAX_PIXELS,
+    REDUCED_MIN_SIDE,
+    check_pixel_count,
+    large_decode,
+    max_file_bytes,
+    reduce_array,
+    reduction_factor,
+    too_many_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +187,7 @@ def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
 
 def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple[np.ndarray, dict]:
     """Decode a PNG/JPEG with PIL (cv2 for 16-bit colour PNG), header size checked first."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     ihdr = None
     if kind == "png":
@@ -195,6 +205,30 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
         ) from exc
     width, height = img.size
     check_pixel_count(height, width, 1, max_pixels, name)
+    with large_decode(height, width) as large:
+        if large and kind == "jpeg":  # libjpeg scales by 1/2, 1/4, 1/8 while decoding (DCT scaling)
+            shrink = REDUCED_MIN_SIDE / max(width, height)
+            img.draft("L" if img.mode in ("L", "RGB") else img.mode,
+                      (math.ceil(width * shrink), math.ceil(height * shrink)))
+        if large and kind == "png":  # one buffer (PIL's decode plus numpy's copy would be two)
+            arr, bits = _decode_png_cv2(data, name)
+        else:
+            arr, bits = _decode_raster(img, data, kind, ihdr, name)
+        if large:
+            arr = reduce_array(arr, reduction_factor(arr.shape[0], arr.shape[1]))
+    rows, cols = int(arr.shape[0]), int(arr.shape[1])
+    if large:  # the film's own size (EXIF rotation applied), and what was decoded of it
+        rows, cols = (height, width) if (height >= width) == (rows >= cols) else (width, height)
+    meta = {"rows": rows, "columns": cols, "bits_stored": bits, "color": "grey" if arr.ndim == 2 else "rgb"}
+    if large:
+        meta["decoded_size"] = [int(arr.shape[0]), int(arr.shape[1])]
+    return arr, meta
+
+
+def _decode_raster(img, data: bytes, kind: str, ihdr, name: str) -> tuple[np.ndarray, int]:
+    """The opened PIL image's pixels (cv2 for 16-bit colour PNG) and bits per sample."""
+    from PIL import ImageOps
+
     if ihdr is not None and ihdr[2] == 16 and ihdr[3] in (2, 4, 6):  # 16-bit colour: PIL would drop to 8
         try:
             img.verify()  # chunk CRCs and completeness, before libpng (which prints its errors) decodes
@@ -202,21 +236,52 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
             raise TruncatedImageError(
                 f"{name} is a 16-bit PNG that ends early or is corrupt ({type(exc).__name__}); export it again"
             ) from exc
-        arr = _decode_png16_colour(data, name)
-        bits = 16
-    else:
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
-            raise TruncatedImageError(
-                f"{name} is a {kind.upper()} that ends early or is corrupt ({exc}); export it again"
-            ) from exc
-        if kind == "jpeg":
-            img = ImageOps.exif_transpose(img)
-        arr, bits = _pil_to_array(img)
-    meta = {"rows": int(arr.shape[0]), "columns": int(arr.shape[1]), "bits_stored": bits,
-            "color": "grey" if arr.ndim == 2 else "rgb"}
-    return arr, meta
+        return _decode_png16_colour(data, name), 16
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise TruncatedImageError(
+            f"{name} is a {kind.upper()} that ends early or is corrupt ({exc}); export it again"
+        ) from exc
+    if kind == "jpeg":
+        img = ImageOps.exif_transpose(img)
+    return _pil_to_array(img)
+
+
+def _decode_png_cv2(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """Any PNG through OpenCV into a single array (grey, or RGB without alpha) and its bit depth."""
+    import cv2
+
+    if not _png_complete(data):
+        raise TruncatedImageError(f"{name} is a PNG that ends early or is corrupt; export it again")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise TruncatedImageError(f"{name} is a PNG that could not be decoded; it is probably truncated or corrupt")
+    bits = 16 if arr.dtype == np.uint16 else 8
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        arr = arr[:, :, 0]
+    elif arr.ndim == 3:
+        arr = cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2RGB)
+    return arr, bits
+
+
+def _png_complete(data: bytes) -> bool:
+    """Every chunk present with a right CRC up to IEND (libpng would print its errors on a cut file)."""
+    import zlib
+
+    pos = 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return False
+        if zlib.crc32(data[pos + 4:pos + 8 + length]) & 0xFFFFFFFF != struct.unpack(">I", data[end - 4:end])[0]:
+            return False
+        if kind == b"IEND":
+            return True
+        pos = end
+    return False
 
 
 def _decode_png16_colour(data: bytes, name: str) -> np.ndarray:

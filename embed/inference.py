@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from embed.errors import ModelError
+from embed.standardize import StandardizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Embedder:
     def __init__(
         self,
         model: torch.nn.Module,
-        std_cfg: Any,
+        std_cfg: StandardizeConfig,
         *,
         model_sha256: str = "",
         labels: list[str] | None = None,
@@ -121,12 +122,14 @@ class Embedder:
             return np.zeros((0, self.embed_dim), np.float32), np.zeros((0, 0, 0), np.float32)
         return np.concatenate(embs), np.concatenate(attns)
 
-    def embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
-        """Read (PNG/JPEG/DICOM), standardize with the model's config, embed one image.
+    def prepare_image(self, src: str | Path | bytes) -> tuple[np.ndarray, dict]:
+        """Read (PNG/JPEG/DICOM) and standardize with the model's config, without the model.
 
-        The standardized image is rounded to 8 bits exactly as indexed images are
-        (the standardized-image cache stores uint8), so a query and the same image
-        in the index give the same vector.
+        Returns the standardized image [S,S] float32 in [0,1], rounded to 8 bits exactly as
+        indexed images are (the standardized-image cache stores uint8), so a query and the
+        same image in the index give the same vector, and the reader's de-identified meta.
+        Split from :meth:`embed_image` so a server can decode in a worker pool and batch
+        the forward passes of several requests (``embed_batch``).
         """
         from embed.image import read_image
         from embed.standardize import standardize
@@ -134,5 +137,10 @@ class Embedder:
 
         img = read_image(src)
         std = to_uint8(standardize(img, self.std_cfg)).astype(np.float32) / 255.0
+        return std, dict(img.meta)
+
+    def embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
+        """Read, standardize (:meth:`prepare_image`) and embed one image."""
+        std, meta = self.prepare_image(src)
         emb, attn = self.embed_batch(std[None])
-        return EmbeddedQuery(embedding=emb[0], attention=attn[0], standardized=std, meta=dict(img.meta))
+        return EmbeddedQuery(embedding=emb[0], attention=attn[0], standardized=std, meta=meta)

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embed.errors import require
+
+if TYPE_CHECKING:  # pydicom/highdicom load lazily (the `pacs` extra)
+    from highdicom.ko import KeyObjectSelectionDocument
+    from pydicom import Dataset
 
 DEVICE_NAME = "cxr-search"
 SERIES_DESCRIPTION = "Similar cases (cxr-search)"
@@ -65,7 +69,7 @@ def _device_uid() -> str:
     return str(generate_uid(entropy_srcs=[DEVICE_NAME]))
 
 
-def build_kos(query: Any, neighbours: list[Neighbour], text: str) -> Any:
+def build_kos(query: Dataset, neighbours: list[Neighbour], text: str) -> KeyObjectSelectionDocument:
     """A KOS document (pydicom Dataset) in the query's study referencing the query and ``neighbours``.
 
     ``query`` is the query instance's header (a pydicom Dataset with its UIDs and patient module).
@@ -137,13 +141,13 @@ def _add_neighbours(hd: Any, doc: Any, neighbours: list[Neighbour]) -> None:
                 series_item.ReferencedSOPSequence.append(sop)
 
 
-def read_kos(data: Any) -> Any:
+def read_kos(data: Dataset) -> KeyObjectSelectionDocument:
     """Parse and check a stored KOS document with highdicom (raises on an invalid one)."""
     hd = require("highdicom", "pip install 'cxr-search[pacs]'")
     return hd.ko.KeyObjectSelectionDocument.from_dataset(data)
 
 
-def referenced_instances(doc: Any) -> list[str]:
+def referenced_instances(doc: Dataset) -> list[str]:
     """SOP Instance UIDs referenced in the content tree, in order."""
     return [str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
             for item in doc.ContentSequence if "ReferencedSOPSequence" in item]

@@ -17,8 +17,9 @@ film and an adult's are not forced together; see docs/results.md for the compari
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
+from embed.cases import CaseFields
 from embed.errors import CXRError
 
 _VIRAL = ("virus", "viral", "influenza", "sars", "mers", "varicella", "herpes", "rsv", "adenovirus")
@@ -63,7 +64,7 @@ def pathology_class(findings: Sequence[str]) -> str | None:
     return others[0]
 
 
-def label_of(record: Any, scheme: str = "pathology") -> str | None:
+def label_of(record: CaseFields, scheme: str = "pathology") -> str | None:
     """The training class of a CaseRecord under ``scheme``."""
     fn = LABEL_SCHEMES.get(scheme)
     if fn is None:
@@ -71,16 +72,16 @@ def label_of(record: Any, scheme: str = "pathology") -> str | None:
     return fn(record)
 
 
-def _pathology(record: Any) -> str | None:
+def _pathology(record: CaseFields) -> str | None:
     return pathology_class(record.findings)
 
 
-def _source_pathology(record: Any) -> str | None:
+def _source_pathology(record: CaseFields) -> str | None:
     cls = pathology_class(record.findings)
     return None if cls is None else f"{record.source}:{cls}"
 
 
-LABEL_SCHEMES: dict[str, Callable[[Any], str | None]] = {
+LABEL_SCHEMES: dict[str, Callable[[CaseFields], str | None]] = {
     "pathology": _pathology,
     "source_pathology": _source_pathology,
 }

@@ -7,6 +7,12 @@ the reader that dispatches to it.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
 from embed.errors import ImageTooLargeError, TruncatedImageError
 
 #: The default pixel limit of :func:`embed.image.read_image` (a 7k x 7k film fits).
@@ -36,3 +42,48 @@ def check_pixel_count(rows: int, cols: int, samples: int, max_pixels: int, name:
         )
     if rows <= 0 or cols <= 0:
         raise TruncatedImageError(f"{name} declares an empty image ({cols} x {rows}); the header is corrupt")
+
+
+#: Images above this many pixels (2000 x 2000) are decoded at reduced scale, one at a time; ordinary
+#: films below it decode exactly as they always did.
+LARGE_IMAGE_PIXELS = 4_000_000
+#: A reduced decode keeps at least this many pixels on the longer side (16x the released model's input).
+REDUCED_MIN_SIDE = 2048
+
+_large_decodes = threading.BoundedSemaphore(1)
+
+
+@contextmanager
+def large_decode(rows: int, cols: int) -> Iterator[bool]:
+    """Admit the decode of a ``rows x cols`` image; above LARGE_IMAGE_PIXELS one at a time per process.
+
+    Yields whether the image counts as large (and should be decoded at reduced scale). Its
+    full-resolution buffers are what costs memory: N engine threads decoding 7000 x 7000
+    films at once would hold N of them.
+    """
+    if int(rows) * int(cols) <= LARGE_IMAGE_PIXELS:
+        yield False
+        return
+    with _large_decodes:
+        yield True
+
+
+def reduction_factor(rows: int, cols: int) -> int:
+    """Integer factor that brings a large image's longer side down to no less than REDUCED_MIN_SIDE."""
+    if int(rows) * int(cols) <= LARGE_IMAGE_PIXELS:
+        return 1
+    return max(1, max(int(rows), int(cols)) // REDUCED_MIN_SIDE)
+
+
+def reduce_array(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average an HxW or HxWxC array by ``factor`` (float32 out; unchanged when factor is 1)."""
+    import cv2
+
+    if factor <= 1:
+        return arr
+    h, w = arr.shape[:2]
+    src = arr if arr.dtype in (np.uint8, np.uint16, np.float32) else arr.astype(np.float32)
+    if src.ndim == 3 and src.shape[2] > 4:
+        src = src[:, :, :3]
+    out = cv2.resize(src, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    return out.astype(np.float32, copy=False)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, 
 from index.selection import IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
 from index.vectors import VectorTable, save_vectors
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.inference import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class BuildReport:
                 f"{self.index_type} index ({self.reason}); {self.seconds:.1f} s")
 
 
-def open_embedder(model: str | Path | None = None, device: str | None = None, batch_size: int = 32) -> Any:
+def open_embedder(model: str | Path | None = None, device: str | None = None, batch_size: int = 32) -> Embedder:
     """An Embedder for ``model``, or for the released model when none is given."""
     from embed.inference import Embedder
 
@@ -82,7 +85,7 @@ def _load_records(datasets: Sequence[Any], report: BuildReport, dataset_opts: di
 
 def _new_cases(
     records: list[Any],
-    embedder: Any,
+    embedder: Embedder,
     report: BuildReport,
     *,
     known: dict[str, int],
@@ -133,12 +136,8 @@ def _new_cases(
     for f in out.failures:
         report.unreadable.append((chosen[todo[f.pos]][0].case_id, f.reason))
     cases = [
-        StoredCase(
-            id=cid, sha256=sha, source=rec.source, image_path=str(rec.image_path), ref=rec.case_id,
-            patient=rec.patient, view=rec.view, sex=rec.sex, age=rec.age, day_offset=rec.day_offset,
-            findings=list(rec.findings), prognosis=dict(rec.prognosis), licence=rec.licence,
-            extra=_public_extra(dict(rec.extra)),
-        )
+        StoredCase(id=cid, sha256=sha, image_path=str(rec.image_path), ref=rec.case_id,
+                   **{**rec.case_fields(), "extra": _public_extra(rec.extra)})
         for (rec, sha, cid), good in zip(chosen, ok) if good
     ]
     return cases, vectors[ok]
@@ -177,7 +176,7 @@ def build_index(
     out: str | Path,
     *,
     model: str | Path | None = None,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     index_type: str = "auto",
     batch_size: int = 32,
     workers: int | None = None,
@@ -253,7 +252,7 @@ def add_to_index(
     datasets: Sequence[Any],
     *,
     model: str | Path | None = None,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,

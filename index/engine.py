@@ -13,22 +13,27 @@ import hashlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embed.errors import IndexStateError
 from index.errors import CaseNotFoundError, QueryError
 from index.faiss_index import VectorIndex, gpu_count, set_search_threads
+from index.filters import FilterColumns
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.evidence import add_patient_counts, vote_hierarchy
-from index.schemas import CaseRow, Hit, QueryView, SearchFilters, SearchResult
+from index.prepared import PreparedQuery
+from index.schemas import CaseRow, EngineStats, Hit, QueryView, SearchFilters, SearchResult
 from index.selection import IndexSpec
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
 from index.views import ViewClassifier, find_view_classifier, view_family
 from index.voting import knn_vote, prognosis_summary
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.inference import EmbeddedQuery, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,7 @@ class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
-                 table: VectorTable, embedder: Any, view_classifier: ViewClassifier | None = None) -> None:
+                 table: VectorTable, embedder: Embedder, view_classifier: ViewClassifier | None = None) -> None:
         self.index_dir = index_dir
         self.view_classifier = view_classifier
         self.manifest = manifest
@@ -80,11 +85,11 @@ class SearchEngine:
         # The folder never changes under an open engine (edits swap in a new folder), so the
         # tombstones are read once instead of scanning the table on every query.
         self._deleted = frozenset(store.deleted_ids().tolist())
-        self._columns: Any = None
+        self._columns: FilterColumns | None = None
         self._columns_lock = threading.Lock()
 
     @property
-    def columns(self) -> Any:
+    def columns(self) -> FilterColumns:
         """In-memory filter columns, loaded on the first filtered query (one table scan)."""
         with self._columns_lock:
             if self._columns is None:
@@ -93,7 +98,7 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_dir: str | Path, model_path: str | Path | None = None, device: str | None = None, *,
-             embedder: Any = None, mmap: bool | None = None) -> SearchEngine:
+             embedder: Embedder | None = None, mmap: bool | None = None) -> SearchEngine:
         """Open an index with its model; ConfigMismatchError if the model differs from the one it was built with.
 
         Without ``model_path`` the model recorded in the manifest is used when it still exists,
@@ -129,11 +134,11 @@ class SearchEngine:
         self.store.close()
 
     # -- queries -----------------------------------------------------------------------------
-    def _embed_image(self, src: Any) -> Any:
+    def _embed_image(self, src: str | Path | bytes) -> EmbeddedQuery:
         with self._model_lock:  # one forward at a time: torch on CPU already uses every core
             return self.embedder.embed_image(src)
 
-    def _resolve(self, query: Any, with_attention: bool) -> _Query:
+    def _resolve(self, query: str | Path | bytes | int, with_attention: bool) -> _Query:
         if isinstance(query, (bool, np.bool_)):
             raise QueryError("a query is an image (path or bytes) or an indexed case id (int), not a boolean")
         if isinstance(query, (int, np.integer)):
@@ -151,6 +156,23 @@ class SearchEngine:
                 except Exception as exc:  # noqa: BLE001 - attention is a bonus for an id query
                     log.warning("attention for case %d unavailable: %s", cid, type(exc).__name__)
             return q
+        prepared = query if isinstance(query, PreparedQuery) else self.prepare(query)
+        if not prepared.embedded:
+            self.embed_prepared([prepared])
+        own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
+        patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
+        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient, facts=prepared.meta, view_source="dicom")
+        if own is not None and "view" not in q.facts:  # a PNG of an indexed case: its recorded view
+            row = self.store.get_one(own)
+            if row is not None and row.view:
+                q.facts["view"], q.view_source = row.view, "index"
+        if with_attention:
+            q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
+            q.image = prepared.standardized
+        return q
+
+    def prepare(self, query: str | Path | bytes) -> PreparedQuery:
+        """Read, standardize and hash a query image without running the model (thread-safe)."""
         if isinstance(query, (str, Path)):
             if not Path(query).is_file():
                 raise QueryError(f"query image {query} not found; give an image file or an indexed case id")
@@ -159,18 +181,22 @@ class SearchEngine:
             raw = bytes(query)
         else:
             raise QueryError(f"a query is an image (path or bytes) or a case id, not {type(query).__name__}")
-        eq = self._embed_image(raw)
-        sha = hashlib.sha256(raw).hexdigest()
-        own = self.store.sha_to_id_one(sha)  # the very image is indexed: treat it as that case
-        patient = eq.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(eq.embedding, np.float32), own, patient, facts=eq.meta, view_source="dicom")
-        if own is not None and "view" not in q.facts:  # a PNG of an indexed case: its recorded view
-            row = self.store.get_one(own)
-            if row is not None and row.view:
-                q.facts["view"], q.view_source = row.view, "index"
-        if with_attention:
-            q.attention, q.image = _upsample01(eq.attention, eq.standardized.shape[0]), eq.standardized
-        return q
+        std, meta = self.embedder.prepare_image(raw)
+        return PreparedQuery(standardized=std, meta=meta, sha256=hashlib.sha256(raw).hexdigest())
+
+    def blank_query(self) -> PreparedQuery:
+        """A black standardized image, e.g. to warm the model up before the first request."""
+        size = int(self.embedder.std_cfg.size)
+        return PreparedQuery(standardized=np.zeros((size, size), np.float32), meta={}, sha256="")
+
+    def embed_prepared(self, batch: list[PreparedQuery]) -> None:
+        """One forward pass over all ``batch`` images; fills each one's embedding and attention."""
+        if not batch:
+            return
+        with self._model_lock:  # one forward at a time: torch on CPU already uses every core
+            emb, attn = self.embedder.embed_batch(np.stack([p.standardized for p in batch]))
+        for p, e, a in zip(batch, emb, attn):
+            p.embedding, p.attention = e, a
 
     def _neighbours(self, q: _Query, k: int, filters: SearchFilters | None, exclude_same_patient: bool,
                     same_patient_only: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -239,9 +265,9 @@ class SearchEngine:
             return QueryView(view=view, family=family, source="classifier", lateral_score=round(score, 4))
         return QueryView(view=view)
 
-    def search(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None,
-               exclude_same_patient: bool = True, same_patient_only: bool = False,
-               with_attention: bool = True, *, query_view: str | None = None,
+    def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10,
+               filters: SearchFilters | None = None, exclude_same_patient: bool = True,
+               same_patient_only: bool = False, with_attention: bool = True, *, query_view: str | None = None,
                view_scope: str = "same") -> SearchResult:
         """The k most similar cases with their vote, prognosis summary and the query's attention map.
 
@@ -271,13 +297,14 @@ class SearchEngine:
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
                             vote_detail=vote_hierarchy(vote, hits), query_view=qv, query_facts=dict(q.facts))
 
-    def classify(self, query: str | Path | bytes | int, k: int = 10, filters: SearchFilters | None = None, *,
-                 query_view: str | None = None, view_scope: str = "same") -> dict[str, float]:
+    def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10,
+                 filters: SearchFilters | None = None, *, query_view: str | None = None,
+                 view_scope: str = "same") -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1]); neighbours of the query's view family by default."""
         return self.search(query, k=k, filters=filters, with_attention=False, query_view=query_view,
                            view_scope=view_scope).vote
 
-    def embed(self, query: str | Path | bytes | int) -> np.ndarray:
+    def embed(self, query: str | Path | bytes | int | PreparedQuery) -> np.ndarray:
         """The query's unit embedding [D] (the stored one for a case id)."""
         return self._resolve(query, with_attention=False).vector
 
@@ -314,18 +341,17 @@ class SearchEngine:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if size < img.shape[0] else cv2.INTER_LINEAR)
         return to_png_bytes(img)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> EngineStats:
         """Counts per source/view/sex/finding, index type and parameters, device, size on disk."""
-        s = self.store.stats()
-        s.update({
-            "index_type": self.manifest.index_type,
-            "index_params": self.manifest.index_params,
-            "embed_dim": self.manifest.embed_dim,
-            "model_sha256": self.manifest.model_sha256,
-            "std_config": self.manifest.std_config,
-            "vectors": self.vindex.ntotal,
-            "faiss_device": "gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
-            "size_bytes": disk_size(self.index_dir),
-            "updated_unix": self.manifest.updated_unix,
-        })
-        return s
+        return EngineStats(
+            **self.store.stats(),
+            index_type=self.manifest.index_type,
+            index_params=self.manifest.index_params,
+            embed_dim=self.manifest.embed_dim,
+            model_sha256=self.manifest.model_sha256,
+            std_config=self.manifest.std_config,
+            vectors=self.vindex.ntotal,
+            faiss_device="gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
+            size_bytes=disk_size(self.index_dir),
+            updated_unix=self.manifest.updated_unix,
+        )

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from embed.errors import ConfigMismatchError, IndexStateError
+from embed.standardize import StandardizeConfig
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -68,7 +69,7 @@ class Manifest(BaseModel):
         return m
 
 
-def std_fingerprint(std_cfg: Any) -> str:
+def std_fingerprint(std_cfg: StandardizeConfig | dict[str, Any]) -> str:
     """Fingerprint of a standardization config (StandardizeConfig or dict)."""
     if hasattr(std_cfg, "fingerprint"):
         return str(std_cfg.fingerprint())
@@ -78,13 +79,14 @@ def std_fingerprint(std_cfg: Any) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def std_dict(std_cfg: Any) -> dict[str, Any]:
+def std_dict(std_cfg: StandardizeConfig | dict[str, Any]) -> dict[str, Any]:
     if hasattr(std_cfg, "to_dict"):
         return dict(std_cfg.to_dict())
     return dict(std_cfg or {})
 
 
-def check_compatible(manifest: Manifest, *, model_sha256: str, std_cfg: Any, index_dir: str | Path) -> None:
+def check_compatible(manifest: Manifest, *, model_sha256: str, std_cfg: StandardizeConfig | dict[str, Any],
+                     index_dir: str | Path) -> None:
     """Refuse a model or standardization different from the one the index was built with."""
     rebuild = f"rebuild the index with this model: `cxr index build --model MODEL --out {index_dir} KIND:PATH ...`"
     if manifest.model_sha256 != model_sha256:

@@ -14,10 +14,16 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embed.dicomweb import PacsClient, fetch_query, find_instances, store_instance, uid_key
 from embed.kos import Neighbour, build_kos, describe
+from index.schemas import Hit, SearchFilters, SearchResult
+
+if TYPE_CHECKING:  # the engine module loads FAISS; this module only calls it
+    from pydicom import Dataset
+
+    from index.engine import SearchEngine
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +32,9 @@ log = logging.getLogger(__name__)
 class PacsSearch:
     """A search by study: the engine's result, the query's keyed id and, when asked, the KOS document."""
 
-    result: Any
+    result: SearchResult
     query_key: str
-    kos: Any = None
+    kos: Dataset | None = None
     referenced: int = 0
     stored: bool = False
 
@@ -39,7 +45,7 @@ def _header(data: bytes) -> Any:
     return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
 
 
-def pacs_neighbours(engine: Any, client: PacsClient, hits: list[Any]) -> list[Neighbour]:
+def pacs_neighbours(engine: SearchEngine, client: PacsClient, hits: list[Hit]) -> list[Neighbour]:
     """The hits that are instances of this PACS and are still in it, with their UIDs."""
     out = []
     for hit in hits:
@@ -65,8 +71,8 @@ def pacs_neighbours(engine: Any, client: PacsClient, hits: list[Any]) -> list[Ne
     return out
 
 
-def search_study(engine: Any, client: PacsClient, *, study: str | None = None, series: str | None = None,
-                 k: int = 10, filters: Any = None, exclude_same_patient: bool = True,
+def search_study(engine: SearchEngine, client: PacsClient, *, study: str | None = None, series: str | None = None,
+                 k: int = 10, filters: SearchFilters | None = None, exclude_same_patient: bool = True,
                  same_patient_only: bool = False, with_attention: bool = False, make_kos: bool = False,
                  store: bool = False, view_scope: str = "same", query_view: str | None = None) -> PacsSearch:
     """Fetch the study's (or series') radiograph, search with it; build and optionally STOW the KOS note."""

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from embed.cases import CaseFields
+
 
 class SearchFilters(BaseModel):
     """Restrict the candidates *before* the kNN search, so k hits come back when k cases match.
@@ -61,21 +63,38 @@ class SearchFilters(BaseModel):
         return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
-class CaseRow(BaseModel):
-    """One indexed case as returned to clients (pseudonymous; no file location)."""
+class _Identified(BaseModel):
+    """The index's own keys of a case (listed first in the API's JSON)."""
 
     id: int
     sha256: str
-    source: str
-    patient: str | None = None
-    view: str | None = None
-    sex: str | None = None
-    age: float | None = None
-    day_offset: float | None = None
-    findings: list[str] = Field(default_factory=list)
-    prognosis: dict[str, bool | None] = Field(default_factory=dict)
-    licence: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseRow(CaseFields, _Identified):
+    """One indexed case as returned to clients: :class:`embed.cases.CaseFields` with the index
+    id and content hash (pseudonymous; no file location)."""
+
+
+class EngineStats(BaseModel):
+    """What :meth:`index.engine.SearchEngine.stats` returns (and ``/v1/stats`` serves as ``engine``):
+    the store's live counts and the index's build facts."""
+
+    cases: int = Field(description="live (not deleted) cases")
+    deleted: int = Field(description="tombstoned cases, hidden from every query until the next rebuild")
+    patients: int = Field(description="distinct patient pseudonyms among the live cases")
+    by_source: dict[str, int]
+    by_view: dict[str, int]
+    by_sex: dict[str, int]
+    by_finding: dict[str, int]
+    index_type: str = Field(description="flat, hnsw, ivf or ivfpq")
+    index_params: dict[str, Any]
+    embed_dim: int
+    model_sha256: str
+    std_config: dict[str, Any] = Field(description="the standardization every image of the index went through")
+    vectors: int = Field(description="vectors in the FAISS index (deleted ones included where it cannot remove)")
+    faiss_device: Literal["cpu", "gpu"]
+    size_bytes: int = Field(description="size of the index folder on disk")
+    updated_unix: float
 
 
 class Hit(BaseModel):

@@ -13,36 +13,43 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from embed.cases import CaseFields, field_kind, is_required
 from embed.errors import IndexStateError
-from index.filters import filters_to_sql
+from index.filters import FilterColumns, filters_to_sql
 from index.schemas import CaseRow, SearchFilters
 
 log = logging.getLogger(__name__)
 
 STORE_FILE = "store.sqlite"
 
-_SCHEMA = """
+_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+_JSON_DEFAULTS = {"list": "'[]'", "dict": "'{}'"}
+
+
+def _column(name: str) -> str:
+    """The SQL column of a shared case field: lists and dicts as JSON text."""
+    kind = field_kind(CaseFields.model_fields[name].annotation)
+    if kind in _JSON_DEFAULTS:
+        return f"{name} TEXT NOT NULL DEFAULT {_JSON_DEFAULTS[kind]}"
+    return f"{name} {_SQL_TYPES[kind]}" + (" NOT NULL" if is_required(CaseFields, name) else "")
+
+
+#: The shared case fields (embed.cases.CaseFields), in the order of every INSERT and SELECT.
+_FIELDS = tuple(CaseFields.model_fields)
+_JSON_FIELDS = frozenset(n for n in _FIELDS if field_kind(CaseFields.model_fields[n].annotation) in _JSON_DEFAULTS)
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cases (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL UNIQUE,
-    source TEXT NOT NULL,
-    patient TEXT,
-    view TEXT,
-    sex TEXT,
-    age REAL,
-    day_offset REAL,
-    findings TEXT NOT NULL DEFAULT '[]',
-    prognosis TEXT NOT NULL DEFAULT '{}',
-    licence TEXT,
+    {", ".join(_column(n) for n in _FIELDS)},
     image_path TEXT,
     ref TEXT,
-    extra TEXT NOT NULL DEFAULT '{}',
     deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS case_findings (
@@ -56,27 +63,27 @@ CREATE INDEX IF NOT EXISTS ix_cases_patient ON cases(patient);
 CREATE INDEX IF NOT EXISTS ix_cases_view ON cases(view);
 """
 
-_ROW_COLS = "id, sha256, source, patient, view, sex, age, day_offset, findings, prognosis, licence, extra"
+#: What a CaseRow is read from: its keys, then the shared fields.
+_ROW_COLS = ", ".join(("id", "sha256") + _FIELDS)
+_INSERT_COLS = ("id", "sha256") + _FIELDS + ("image_path", "ref")
 
 
-@dataclass
-class StoredCase:
+class StoredCase(CaseFields):
     """A case as written into the store (internal: includes the image location)."""
 
     id: int
     sha256: str
-    source: str
     image_path: str
     ref: str = ""
-    patient: str | None = None
-    view: str | None = None
-    sex: str | None = None
-    age: float | None = None
-    day_offset: float | None = None
-    findings: list[str] = field(default_factory=list)
-    prognosis: dict[str, bool | None] = field(default_factory=dict)
-    licence: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _encode(name: str, value: Any) -> Any:
+    """The SQL value of a field: JSON text for lists (each item once, sorted) and dicts."""
+    if name in _JSON_FIELDS:
+        if isinstance(value, list):
+            value = sorted({str(v) for v in value})
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
 
 @runtime_checkable
@@ -90,7 +97,7 @@ class MetadataStore(Protocol):
     def sha_to_id_one(self, sha: str) -> int | None: ...
     def all_ids(self, include_deleted: bool = False) -> np.ndarray: ...
     def existing_ids(self, ids: Iterable[int]) -> np.ndarray: ...
-    def filter_columns(self) -> Any: ...
+    def filter_columns(self) -> FilterColumns: ...
     def backup_to(self, dest: str | Path) -> MetadataStore: ...
     def image_path(self, case_id: int) -> str | None: ...
     def ids_matching(self, filters: SearchFilters | None) -> np.ndarray: ...
@@ -114,10 +121,6 @@ class MetadataStore(Protocol):
     def max_id(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
-
-
-def _json_or_none(v: Any) -> Any:
-    return None if v is None else float(v)
 
 
 class SQLiteStore:
@@ -189,19 +192,13 @@ class SQLiteStore:
         """Insert cases in one transaction; returns how many were written."""
         rows, links = [], []
         for c in cases:
-            findings = sorted({str(f) for f in c.findings})
-            rows.append((
-                int(c.id), c.sha256, c.source, c.patient, c.view, c.sex, _json_or_none(c.age),
-                _json_or_none(c.day_offset), json.dumps(findings), json.dumps(c.prognosis, sort_keys=True),
-                c.licence, c.image_path, c.ref, json.dumps(c.extra, sort_keys=True, default=str),
-            ))
-            links.extend((int(c.id), f) for f in findings)
+            rows.append(tuple(_encode(name, getattr(c, name)) for name in _INSERT_COLS))
+            links.extend((int(c.id), f) for f in sorted({str(f) for f in c.findings}))
         with self._lock:
             conn = self._conn()
             with conn:
                 conn.executemany(
-                    "INSERT INTO cases (id, sha256, source, patient, view, sex, age, day_offset, findings, "
-                    "prognosis, licence, image_path, ref, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO cases ({', '.join(_INSERT_COLS)}) VALUES ({', '.join('?' * len(_INSERT_COLS))})",
                     rows,
                 )
                 conn.executemany("INSERT INTO case_findings (case_id, finding) VALUES (?, ?)", links)
@@ -238,10 +235,8 @@ class SQLiteStore:
     # -- reading -----------------------------------------------------------------------------
     @staticmethod
     def _row(r: tuple) -> CaseRow:
-        return CaseRow(
-            id=r[0], sha256=r[1], source=r[2], patient=r[3], view=r[4], sex=r[5], age=r[6], day_offset=r[7],
-            findings=json.loads(r[8]), prognosis=json.loads(r[9]), licence=r[10], extra=json.loads(r[11]),
-        )
+        fields = {name: json.loads(v) if name in _JSON_FIELDS else v for name, v in zip(_FIELDS, r[2:])}
+        return CaseRow(id=r[0], sha256=r[1], **fields)
 
     def get(self, ids: Iterable[int]) -> list[CaseRow]:
         """Rows for these ids, in the order given (unknown or deleted ids left out)."""
@@ -352,17 +347,11 @@ class SQLiteStore:
             "by_finding": findings,
         }
 
-    def filter_columns(self) -> Any:
+    def filter_columns(self) -> FilterColumns:
         """The filterable fields of every case, as an in-memory :class:`index.filters.FilterColumns`."""
-        from index.filters import FilterColumns
-
         conn = self._conn()
         return FilterColumns(conn.execute("SELECT id, view, sex, age, source, deleted FROM cases"),
                              conn.execute("SELECT case_id, finding FROM case_findings"))
-
-    def iter_rows_internal(self) -> list[tuple[int, str, str]]:
-        """(id, sha256, image_path) of every case, deleted included: for rebuilds."""
-        return list(self._conn().execute("SELECT id, sha256, image_path FROM cases ORDER BY id"))
 
     def refs_for_source(self, source: str) -> set[str]:
         """The dataset case ids (``ref``) of the live cases of one source: what a reader may skip re-reading."""

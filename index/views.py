@@ -157,12 +157,12 @@ def fit_view_classifier(vectors: np.ndarray, views: list[str | None], groups: li
         raise ValueError(f"need at least {folds} frontal and {folds} lateral labelled films from {folds} patients, "
                          f"got {n_front} frontal and {n_lat} lateral")
 
-    def model() -> Any:
+    def _model() -> LogisticRegression:
         return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
 
     p = np.zeros(len(y))
     for tr, te in GroupKFold(folds).split(x, y, g):
-        p[te] = model().fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+        p[te] = _model().fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
     pred = (p >= threshold).astype(int)
     metrics = {
         "val_accuracy": float((pred == y).mean()),
@@ -171,6 +171,6 @@ def fit_view_classifier(vectors: np.ndarray, views: list[str | None], groups: li
         "val_films": int(len(y)), "val_laterals": n_lat, "val_patients": len(set(g)),
         "protocol": f"{folds}-fold cross-validation grouped by patient", "C": c, "threshold": threshold,
     }
-    final = model().fit(x, y)
+    final = _model().fit(x, y)
     return ViewClassifier(weights=final.coef_[0].tolist(), bias=float(final.intercept_[0]),
                           model_sha256=model_sha256, threshold=threshold, metrics=metrics)

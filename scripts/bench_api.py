@@ -5,8 +5,11 @@ Starts ``cxr serve`` (one worker) on 127.0.0.1 with a generated API key over an
 index of the shared corpus (built into ``.cache/bench_index`` with the released
 model if absent), then for each concurrency level runs that many clients that
 POST real 512-px PNGs to ``/v1/search`` for a bounded time. Reports p50/p95/p99
-latency, throughput, errors, and the server's RSS at the start and end of the
-highest level. Query images are held in memory only.
+latency, throughput, errors, the CPU time per request of the server and of the
+clients (from /proc and ``time.process_time``: on a shared machine, what the
+request costs rather than how long it waited), the server's RSS at the start and
+end of the highest level, and the server's batch sizes. Query images are held in
+memory only.
 
     nice -n 10 .venv/bin/python scripts/bench_api.py --levels 1,4,16 --seconds 20 --last-seconds 60
 """
@@ -143,6 +146,14 @@ class Level:
     rss_start_mb: float | None = None
     rss_end_mb: float | None = None
     rss_max_mb: float | None = None
+    server_cpu_ms_per_req: float | None = None
+    client_cpu_ms_per_req: float | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -191,11 +202,17 @@ async def run_level(url: str, key: str, queries: list[bytes], conc: int, seconds
         if sample_rss and server_pid:
             level.rss_start_mb = round(rss_mb(server_pid), 1)
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(server_pid) if server_pid else None
+        own0 = time.process_time()
         tasks = [client(i, http) for i in range(conc)]
         if sample_rss and server_pid:
             tasks.append(sampler())
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - t0
+        if level.requests:
+            level.client_cpu_ms_per_req = round((time.process_time() - own0) * 1000 / level.requests, 2)
+            if cpu0 is not None:
+                level.server_cpu_ms_per_req = round((cpu_seconds(server_pid) - cpu0) * 1000 / level.requests, 2)
         if sample_rss and server_pid:
             level.rss_end_mb = round(rss_mb(server_pid), 1)
             level.rss_max_mb = round(max(rss), 1) if rss else None
@@ -238,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="query PNG side in pixels")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment of the server, e.g. CXR_API_MAX_BATCH=1 for the unbatched baseline")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
@@ -255,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, CXR_API_API_KEYS=key)
     env.pop("CXR_API_API_KEYS_FILE", None)
+    for item in args.server_env:
+        name, _, value = item.partition("=")
+        env[name] = value
     cmd = [sys.executable, "-m", "cli", "serve", "--index", str(args.index), "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     server_log = cache / "bench_api_server.log"
@@ -281,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    batches = next((line.split("model batches: ", 1)[1] for line in server_log.read_text().splitlines()
+                    if "model batches: " in line), None)
+    if batches:
+        log.info("server's forward passes (every request of the run, the warm-up ones included): %s", batches)
     report = {
+        "server_env": args.server_env, "model_batches": batches,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": f"{os.cpu_count()}-core CPU, no GPU ({platform.machine()})",
         "model": model_note, "index": str(args.index), "query_px": args.size, "k": args.k,
@@ -290,12 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     log.info("host load average (1 min) at start %.1f, at end %.1f: other processes share the CPU",
              *report["loadavg_1m_start_end"])
-    print("| concurrency | seconds | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server RSS start→end (max) MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| concurrency | seconds | requests | errors | p50 ms | p95 ms | p99 ms | req/s | CPU ms/req server + client "
+          "| server RSS start→end (max) MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         mem = f"{r.rss_start_mb} → {r.rss_end_mb} ({r.rss_max_mb})" if r.rss_start_mb is not None else ""
         print(f"| {r.concurrency} | {r.seconds:.0f} | {r.requests} | {r.errors} | {r.p50_ms} | {r.p95_ms} | "
-              f"{r.p99_ms} | {r.throughput_rps} | {mem} |")
+              f"{r.p99_ms} | {r.throughput_rps} | {r.server_cpu_ms_per_req} + {r.client_cpu_ms_per_req} | {mem} |")
+    if len(results) > 1 and results[0].throughput_rps:
+        ratio = results[-1].throughput_rps / results[0].throughput_rps
+        report["throughput_ratio_last_to_first"] = round(ratio, 2)
+        print(f"\nthroughput at {results[-1].concurrency} clients / at {results[0].concurrency}: {ratio:.2f}x")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0 if all(r.errors == 0 for r in results) else 1

@@ -45,9 +45,8 @@ def shared_images(data: Path, n: int) -> list[str]:
 
 def make_embedder(model: str | None, batch: int):
     from embed.inference import Embedder
-    from embed.models import released_model_path
 
-    return Embedder.from_checkpoint(model or released_model_path(), device=None, batch_size=batch)
+    return Embedder.from_checkpoint(model, device=None, batch_size=batch)  # None: the released model
 
 
 def main() -> None:

@@ -12,14 +12,16 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, Callable
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from embed.errors import CXRError
+from index.engine import SearchEngine
 from search_api.audit import AuditMiddleware
+from search_api.batching import ModelBatcher
 from search_api.errors import install_error_handlers, redact_paths
 from search_api.openapi import install_openapi
 from search_api.routes import cases, health, pacs, search, stats
@@ -37,30 +39,21 @@ Errors are JSON `{"error": code, "detail": message}`.
 """
 
 
-def _short_sha(engine: Any) -> str | None:
-    for path in ("model_sha256", "manifest.model_sha256", "embedder.model_sha256"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj[:12]
-    return None
-
-
-def _model_name(engine: Any) -> str | None:
-    for path in ("model_name", "manifest.model_name"):
-        obj: Any = engine
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, str) and obj:
-            return obj
-    return None
-
-
-def _open_engine(settings: APISettings) -> Any:
-    from index.engine import SearchEngine
-
+def _open_engine(settings: APISettings) -> SearchEngine:
     return SearchEngine.open(settings.index_dir, model_path=settings.model_path, device=settings.device)
+
+
+def _model_thread_init(settings: APISettings) -> Callable[[], None] | None:
+    """Sets the model thread's torch intra-op threads (CXR_API_MODEL_THREADS), if given."""
+    if settings.model_threads is None:
+        return None
+
+    def init() -> None:
+        import torch
+
+        torch.set_num_threads(settings.model_threads)
+
+    return init
 
 
 @asynccontextmanager
@@ -89,21 +82,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.state.engine
     threads = settings.engine_threads or max(1, os.cpu_count() or 1)
     app.state.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cxr-engine")
-    app.state.model_sha = _short_sha(engine) if engine is not None else None
-    app.state.model_name = _model_name(engine) if engine is not None else None
+    app.state.batcher = None
+    if engine is not None:
+        app.state.batcher = ModelBatcher(engine.embed_prepared, window_s=settings.batch_window_ms / 1000,
+                                         max_batch=settings.max_batch, thread_init=_model_thread_init(settings))
+        app.state.batcher.start()
+        if settings.warm_up:
+            await app.state.batcher.warm_up(lambda n: [engine.blank_query() for _ in range(n)])
+    # the index's manifest names the model every vector came from (the engine refuses any other)
+    app.state.model_sha = engine.manifest.model_sha256[:12] if engine is not None else None
+    app.state.model_name = (engine.manifest.model_name or None) if engine is not None else None
     if engine is not None:
         log.info("search engine ready (model %s)", app.state.model_sha)
     try:
         yield
     finally:
+        if app.state.batcher is not None:
+            await app.state.batcher.aclose()
+            log.info("model batches: %s", app.state.batcher.stats.as_dict())
+            app.state.batcher = None
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         app.state.executor = None
-        if given is None and engine is not None and hasattr(engine, "close"):
+        if given is None and engine is not None:
             engine.close()
         app.state.engine = given
 
 
-def create_app(settings: APISettings | None = None, engine: Any = None) -> FastAPI:
+def create_app(settings: APISettings | None = None, engine: SearchEngine | None = None) -> FastAPI:
     """Build the app. ``engine`` lets tests share one already opened SearchEngine between apps."""
     settings = settings or get_api_settings()
     keys = settings.resolved_keys()
@@ -119,6 +124,7 @@ def create_app(settings: APISettings | None = None, engine: Any = None) -> FastA
     app.state.engine_error = None
     app.state.model_sha = app.state.model_name = None
     app.state.executor = None
+    app.state.batcher = None
     app.dependency_overrides[get_api_settings] = lambda: settings
 
     install_error_handlers(app)

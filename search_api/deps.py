@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
-from fastapi import HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from embed.errors import IndexStateError
+from index.engine import SearchEngine
+from index.schemas import SearchFilters
 from search_api.params import MAX_LIST_ITEMS, MAX_VIEW_LEN, Age, Flag, SamePatient, Sex, ViewScope
+from search_api.settings import APISettings, get_api_settings
 
 T = TypeVar("T")
 
@@ -28,13 +31,18 @@ LIST_FIELDS = ("view", "source", "finding")
 SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention", "view_scope", "query_view")
 
 
-def get_engine(request: Request) -> Any:
+def get_engine(request: Request) -> SearchEngine:
     """The shared SearchEngine, or 503 with the (path-free) reason it is missing."""
-    engine = getattr(request.app.state, "engine", None)
+    engine: SearchEngine | None = request.app.state.engine
     if engine is None:
-        reason = getattr(request.app.state, "engine_error", None) or "loading"
+        reason = request.app.state.engine_error or "loading"
         raise IndexStateError(f"the index is not loaded (reason: {reason}; see /health and the server log)")
     return engine
+
+
+#: Route parameters, as the FastAPI full-stack template types its dependencies.
+EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+SettingsDep = Annotated[APISettings, Depends(get_api_settings)]
 
 
 async def run_blocking(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -63,10 +71,8 @@ class QueryParams(BaseModel):
     #: the query's view when the caller knows better than the file (e.g. "PA", "LATERAL")
     query_view: str | None = Field(None, max_length=MAX_VIEW_LEN)
 
-    def filters(self) -> Any:
+    def filters(self) -> SearchFilters | None:
         """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
-        from index.schemas import SearchFilters
-
         try:
             f = SearchFilters(view=self.view, sex=self.sex, age_min=self.age_min, age_max=self.age_max,
                               source=self.source, finding=self.finding)
@@ -115,8 +121,3 @@ def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_de
         raise RequestValidationError([{"loc": ("k",), "msg": f"k must be at most {max_k}", "type": "less_than_equal"}])
     return params
 
-
-def parse_case_id(case_id: int) -> int:
-    if case_id < 0:
-        raise HTTPException(404, f"no case with id {case_id}")
-    return case_id

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from index.schemas import CaseRow, SearchResult
 from search_api.render import attention_png, b64, grey_png
 from search_api.schemas import CaseOut, HitOut, OutcomeOut, QueryFacts, QueryViewOut, SearchResponse, VoteShareOut
 
 
-def case_out(case: Any) -> CaseOut:
-    """A CaseRow with its image URL (the only way a client reaches an image)."""
-    data = case.model_dump() if hasattr(case, "model_dump") else dict(case)
-    data.pop("image_path", None)  # never leaves the server, whatever the row carries
-    return CaseOut(**data, image_url=f"/v1/cases/{int(data['id'])}/image")
+def case_out(case: CaseRow) -> CaseOut:
+    """A CaseRow with its image URL (the only way a client reaches an image; CaseRow has no file location)."""
+    return CaseOut(**case.model_dump(), image_url=f"/v1/cases/{case.id}/image")
 
 
-def search_response(result: Any, k: int, model_sha: str | None) -> SearchResponse:
+def search_response(result: SearchResult, k: int, model_sha: str | None) -> SearchResponse:
     """Serialise a SearchResult; arrays become base64 PNGs."""
     query_png = att_png = None
     if result.query_image is not None:
@@ -29,8 +26,7 @@ def search_response(result: Any, k: int, model_sha: str | None) -> SearchRespons
         count=len(hits),
         hits=hits,
         vote={str(k_): float(v) for k_, v in result.vote.items()},
-        prognosis={name: OutcomeOut(**(o.model_dump() if hasattr(o, "model_dump") else dict(o)))
-                   for name, o in result.prognosis.items()},
+        prognosis={name: OutcomeOut(**o.model_dump()) for name, o in result.prognosis.items()},
         attention_png=att_png,
         query_png=query_png,
         model_sha256=model_sha,

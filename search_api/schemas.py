@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.schemas import CaseRow
+from index.schemas import CaseRow, EngineStats
 
 _CASE_EXAMPLE = {
     "id": 17,
@@ -55,7 +55,7 @@ class StatsResponse(BaseModel):
     model: ModelInfo
     sources: dict[str, int] = Field(default_factory=dict)
     findings: dict[str, int] = Field(default_factory=dict)
-    engine: dict[str, Any] = Field(default_factory=dict, description="the engine's own stats, JSON-safe")
+    engine: EngineStats = Field(description="the engine's own stats (SearchEngine.stats())")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "cases": 2189, "embedding_dim": 256, "model": {"name": "cxr_resnet18", "sha256": "3f2a9c1e0b7d"},

@@ -53,6 +53,11 @@ class APISettings(BaseSettings):
     dicomweb_auth: str | None = Field(None, description="USER:PASSWORD for the PACS")
     dicomweb_token: str | None = Field(None, description="bearer token for the PACS (cloud DICOM stores)")
     engine_threads: int | None = Field(None, ge=1, description="concurrent engine calls (default: CPU count)")
+    batch_window_ms: float = Field(2.0, ge=0, le=1000, description=(
+        "how long the first waiting query image waits for others to share its forward pass (docs/api.md)"))
+    max_batch: int = Field(16, ge=1, le=64, description="most query images in one forward pass (1: no batching)")
+    model_threads: int | None = Field(None, ge=1, description="torch threads of the forward pass (default: torch's)")
+    warm_up: bool = Field(True, description="run one forward pass per batch size at start-up")
     body_timeout_s: float = Field(30.0, gt=0, description="an upload that sends nothing for this long gets 408")
 
     def resolved_keys(self) -> list[str]:

@@ -41,7 +41,7 @@ class UploadTooLarge(HTTPException):
 class Upload:
     """The image bytes (or None) and the text fields, each a list of values."""
 
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)  # never in a log line or a traceback
     fields: dict[str, list[str]] = field(default_factory=dict)
 
 

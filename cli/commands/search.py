@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     for line in _header(res, args.view):
         print(line)
     if not res.hits:
-        views = ", ".join(f"{v} ({n})" for v, n in engine.stats().get("by_view", {}).items())
+        views = ", ".join(f"{v} ({n})" for v, n in engine.stats().by_view.items())
         print(f"no matching cases (relax the filters?); views in this index: {views or 'none recorded'}")
         return 0
     print(_table(res))

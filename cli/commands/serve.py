@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch's OpenMP threads busy-wait after every forward pass; on a small CPU that spinning takes
+    # the cores the decode, search and PNG threads need between batches (docs/benchmarks.md). It is
+    # read once, when torch loads (in the app factory, also in each worker process): set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from embed.errors import CXRError

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from embed.errors import DatasetError
+from embed.image import read_image, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -155,23 +156,8 @@ def final_findings(items: list[str]) -> list[str]:
 
 
 def sniff(head: bytes) -> str | None:
-    """PNG/JPEG/DICOM by magic bytes; uses embed.image.sniff_format where that module exists."""
-    try:
-        from embed.image import sniff_format  # type: ignore[attr-defined]
-
-        return sniff_format(head)
-    except ImportError:
-        pass
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    # DICOM without preamble: starts with a (0008,xxxx) or (0002,xxxx) group tag, little endian.
-    if len(head) >= 8 and head[0:2] in (b"\x08\x00", b"\x02\x00") and head[3] == 0:
-        return "dicom"
-    return None
+    """PNG/JPEG/DICOM by magic bytes (:func:`embed.image.sniff_format`, the reader's own test)."""
+    return sniff_format(head)
 
 
 def check_image(path: Path, verify: str = "header") -> str | None:
@@ -196,10 +182,6 @@ def check_image(path: Path, verify: str = "header") -> str | None:
     if sniff(head) is None:
         return "not a PNG/JPEG/DICOM image"
     if verify == "decode":
-        try:
-            from embed.image import read_image  # type: ignore[attr-defined]
-        except ImportError:
-            return None
         try:
             read_image(path)
         except Exception as exc:  # noqa: BLE001 - any decode failure means: skip this row

@@ -14,45 +14,25 @@ import inspect
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embed.cases import PROGNOSIS_FIELDS, CaseFields  # noqa: F401  (PROGNOSIS_FIELDS re-exported for readers)
 from embed.errors import DatasetError, DatasetLayoutError, UnknownDatasetKindError
 
 log = logging.getLogger(__name__)
 
-PROGNOSIS_FIELDS: tuple[str, ...] = (
-    "survival",
-    "intubated",
-    "intubation_present",
-    "went_icu",
-    "in_icu",
-    "needed_supplemental_O2",
-    "extubated",
-)
+class CaseRecord(CaseFields):
+    """One image with its de-identified, normalised labels and metadata (the shared fields of
+    :class:`embed.cases.CaseFields`, plus where the image is and a stable id)."""
 
-
-@dataclass
-class CaseRecord:
-    """One image with its de-identified, normalised labels and metadata."""
-
-    case_id: str
-    image_path: str
-    source: str
-    patient: str | None = None
-    day_offset: float | None = None
-    view: str | None = None
-    sex: str | None = None
-    age: float | None = None
-    findings: list[str] = field(default_factory=list)
-    prognosis: dict[str, bool | None] = field(default_factory=dict)
-    licence: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    case_id: str  # stable: "<source>/<path relative to dataset root>"
+    image_path: str  # absolute path
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (no NaN, lists and dicts copied) for JSON and parquet."""
-        d = asdict(self)
+        d = {"case_id": self.case_id, "image_path": self.image_path, **self.case_fields()}
         d["extra"] = json_safe(d["extra"])
         for key in ("day_offset", "age"):
             d[key] = json_safe(d[key])
@@ -61,8 +41,7 @@ class CaseRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaseRecord:
         """Inverse of :meth:`to_dict`; tolerant of parquet's numpy arrays and missing keys."""
-        names = {f for f in cls.__dataclass_fields__}
-        kw = {k: v for k, v in d.items() if k in names}
+        kw = {k: v for k, v in d.items() if k in cls.model_fields}
         findings = kw.get("findings")
         kw["findings"] = [str(x) for x in findings] if findings is not None else []
         kw["prognosis"] = dict(kw.get("prognosis") or {})

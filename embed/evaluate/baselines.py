@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.inference import Embedder
 
 THUMB_SIZE = 64
 UNTRAINED_SEED = 0
@@ -34,7 +37,7 @@ def thumbnail_features(images: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray
     return out
 
 
-def untrained_embedder(reference: Any, seed: int = UNTRAINED_SEED) -> Any:
+def untrained_embedder(reference: Embedder, seed: int = UNTRAINED_SEED) -> Embedder:
     """An Embedder with ``reference``'s architecture and standardization, randomly initialised with ``seed``."""
     import torch
 

@@ -30,7 +30,7 @@ from embed import metrics as M
 from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION, labelled_split, patient_key, split_fingerprint
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
     from embed.datasets.base import CaseRecord
     from embed.inference import Embedder
 

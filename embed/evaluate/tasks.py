@@ -17,32 +17,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from embed.datasets.base import CaseRecord
 from embed.labels import label_of, pathology_class
 
 PNEUMONIA_CLASSES = frozenset({"pneumonia", "bacterial pneumonia", "viral pneumonia", "fungal pneumonia", "covid-19"})
 
 
-def _cls(rec: Any) -> str | None:
+def _cls(rec: CaseRecord) -> str | None:
     return pathology_class(rec.findings or [])
 
 
-def is_pneumonia(rec: Any) -> bool:
+def is_pneumonia(rec: CaseRecord) -> bool:
     return _cls(rec) in PNEUMONIA_CLASSES
 
 
-def is_normal(rec: Any) -> bool:
+def is_normal(rec: CaseRecord) -> bool:
     return _cls(rec) == "normal"
 
 
-def is_covid(rec: Any) -> bool:
+def is_covid(rec: CaseRecord) -> bool:
     return _cls(rec) == "covid-19"
 
 
-def is_labelled(rec: Any) -> bool:
+def is_labelled(rec: CaseRecord) -> bool:
     return _cls(rec) is not None
 
 
@@ -53,8 +54,8 @@ class Task:
     name: str
     title: str
     source: str
-    positive: Callable[[Any], bool]
-    negative: Callable[[Any], bool]
+    positive: Callable[[CaseRecord], bool]
+    negative: Callable[[CaseRecord], bool]
 
 
 TASKS: tuple[Task, ...] = (
@@ -67,7 +68,7 @@ TASKS: tuple[Task, ...] = (
 )
 
 
-def task_truth(task: Task, records: Sequence[Any]) -> np.ndarray:
+def task_truth(task: Task, records: Sequence[CaseRecord]) -> np.ndarray:
     """Per record: 1 positive, 0 negative, -1 not part of the task (other source or label)."""
     out = np.full(len(records), -1, dtype=np.int64)
     for i, r in enumerate(records):
@@ -80,13 +81,13 @@ def task_truth(task: Task, records: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def retrieval_classes(records: Sequence[Any], scheme: str, vocab: Sequence[str]) -> np.ndarray:
+def retrieval_classes(records: Sequence[CaseRecord], scheme: str, vocab: Sequence[str]) -> np.ndarray:
     """Class index per record in ``vocab`` (-1: none)."""
     index = {c: i for i, c in enumerate(vocab)}
     return np.array([index.get(label_of(r, scheme), -1) for r in records], dtype=np.int64)
 
 
-def vote_truth(records: Sequence[Any], scheme: str, vocab: Sequence[str]) -> np.ndarray:
+def vote_truth(records: Sequence[CaseRecord], scheme: str, vocab: Sequence[str]) -> np.ndarray:
     """Multi-hot [N, len(vocab)]: the record's class plus the class of each finding alone."""
     index = {c: i for i, c in enumerate(vocab)}
     y = np.zeros((len(records), len(vocab)), dtype=bool)
@@ -103,7 +104,7 @@ def vote_truth(records: Sequence[Any], scheme: str, vocab: Sequence[str]) -> np.
     return y
 
 
-def infer_vocab(records: Sequence[Any], scheme: str) -> list[str]:
+def infer_vocab(records: Sequence[CaseRecord], scheme: str) -> list[str]:
     """Classes present in ``records`` (for checkpoints that carry no class list)."""
     from embed.labels import build_vocab
 

@@ -22,6 +22,7 @@ import torch
 from embed.errors import ModelError
 from embed.models.config import EncoderConfig
 from embed.models.encoder import CXREncoder
+from embed.standardize import StandardizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class LoadedModel:
 
     model: CXREncoder
     encoder_cfg: EncoderConfig
-    std_cfg: Any  # embed.standardize.StandardizeConfig
+    std_cfg: StandardizeConfig
     labels: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
@@ -91,7 +92,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 def checkpoint_dict(
     model: CXREncoder,
     *,
-    std_cfg: Any,
+    std_cfg: StandardizeConfig | None,
     labels: list[str],
     train_cfg: Any = None,
     metrics: dict[str, Any] | None = None,
@@ -127,7 +128,7 @@ def save_checkpoint(
     path: str | Path,
     model: CXREncoder,
     *,
-    std_cfg: Any,
+    std_cfg: StandardizeConfig | None,
     labels: list[str],
     train_cfg: Any = None,
     metrics: dict[str, Any] | None = None,
@@ -150,11 +151,7 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _std_from_dict(d: dict[str, Any]) -> Any:
-    try:
-        from embed.standardize import StandardizeConfig
-    except ImportError:  # pragma: no cover - only before the imaging package exists
-        return dict(d)
+def _std_from_dict(d: dict[str, Any]) -> StandardizeConfig:
     return StandardizeConfig.from_dict(d) if d else StandardizeConfig()
 
 

@@ -15,13 +15,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from embed.errors import CXRError, DatasetError
 from embed.train.config import TrainConfig
+
+if TYPE_CHECKING:  # annotations only (imported where used, lazily)
+    from embed.standardize import StandardizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class RunData:
     vocab: list[str]
     train_ds: Any
     val_ds: Any
-    std_cfg: Any
+    std_cfg: StandardizeConfig
     split: dict[str, Any]
 
 

@@ -60,26 +60,20 @@ class TransferData:
 def read_features_file(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a `cxr embed` parquet: (metadata frame, embeddings [N, D] float32).
 
-    Uses ``embed.export.read_features`` when the package has it, else reads the
-    documented layout directly (so this module does not depend on its arrival).
+    The file's layout is read by :func:`embed.export.read_features`, the writer's own reader.
     """
+    from embed.errors import CXRError
+    from embed.export import read_features
+
     path = Path(path)
     if not path.is_file():
         raise TransferDataError(f"features file not found: {path} (write one with `cxr embed --out {path.name}`)")
     try:
-        from embed.export import read_features  # type: ignore[import-not-found]
-    except ImportError:
-        read_features = None
-    if read_features is not None:
         return read_features(path)
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
+    except CXRError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
         raise TransferDataError(f"{path} is not a readable parquet file ({exc}); write it with `cxr embed`") from exc
-    if "embedding" not in df.columns:
-        raise TransferDataError(f"{path} has no 'embedding' column; columns are {sorted(df.columns)}")
-    emb = np.stack([np.asarray(v, dtype=np.float32) for v in df["embedding"]]) if len(df) else np.zeros((0, 0))
-    return df.drop(columns=["embedding"]), emb.astype(np.float32)
 
 
 def features_metadata(path: str | Path) -> dict:

@@ -5,19 +5,19 @@ Ids are integers looked up in the store; no client value ever becomes a path.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from index.schemas import SearchFilters
-from search_api.deps import get_engine, parse_query_params, run_blocking
+from index.engine import SearchEngine
+from index.schemas import CaseRow, SearchFilters
+from search_api.deps import EngineDep, SettingsDep, parse_query_params, run_blocking
 from search_api.params import (MAX_VIEW_LEN, MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery,
                                SamePatientQuery, SexQuery, ViewScope)
 from search_api.results import case_out, search_response
 from search_api.schemas import ERROR_RESPONSES, CaseListResponse, CaseOut, ErrorResponse, SearchResponse
-from search_api.settings import APISettings, get_api_settings
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
@@ -27,6 +27,7 @@ MAX_PAGE = 200
 @router.get("", response_model=CaseListResponse, responses=ERROR_RESPONSES, summary="Browse the indexed cases")
 async def list_cases(
     request: Request,
+    engine: EngineDep,
     offset: int = Query(0, ge=0, le=2**62, description="cases to skip (id order)"),
     limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"cases per page, at most {MAX_PAGE}"),
     view: ListQuery = None,
@@ -36,7 +37,6 @@ async def list_cases(
     age_max: AgeQuery = None,
     source: ListQuery = None,
     finding: ListQuery = None,
-    engine: Any = Depends(get_engine),
 ) -> CaseListResponse:
     """A page of cases in id order with the search filters (for example pickers and browsing)."""
     try:
@@ -49,7 +49,7 @@ async def list_cases(
     return CaseListResponse(total=total, offset=offset, limit=limit, cases=[case_out(r) for r in rows])
 
 
-def _get_case(engine: Any, case_id: int) -> Any:
+def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
     case = engine.get_case(case_id)
     if case is None:
         raise HTTPException(404, f"no case with id {case_id}")
@@ -58,7 +58,7 @@ def _get_case(engine: Any, case_id: int) -> Any:
 
 @router.get("/{case_id}", response_model=CaseOut, responses={**ERROR_RESPONSES, **_NOT_FOUND},
             summary="One indexed case")
-async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_engine)) -> CaseOut:
+async def get_case(request: Request, engine: EngineDep, case_id: CaseId) -> CaseOut:
     """Pseudonymous metadata, findings and prognosis of an indexed case."""
     case = await run_blocking(request, _get_case, engine, case_id)
     request.state.result_count = 1
@@ -70,11 +70,11 @@ async def get_case(request: Request, case_id: CaseId, engine: Any = Depends(get_
     summary="Standardized image of an indexed case")
 async def case_image(
     request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
     case_id: CaseId,
     size: int | None = Query(None, ge=MIN_THUMB_SIZE,
                              description="square size in pixels (at most CXR_API_MAX_THUMB_SIZE)"),
-    engine: Any = Depends(get_engine),
-    settings: APISettings = Depends(get_api_settings),
 ) -> Response:
     """The PNG the model saw (``size`` resizes it, bounded); only indexed cases can be served."""
     if size is not None and size > settings.max_thumb_size:
@@ -93,6 +93,8 @@ async def case_image(
             summary="Similar cases of an indexed case")
 async def similar(
     request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
     case_id: CaseId,
     k: int = Query(10, ge=1, description="neighbours (at most CXR_API_MAX_K)"),
     view: ListQuery = None,
@@ -105,8 +107,6 @@ async def similar(
     attention: FlagQuery = False,
     view_scope: ViewScope = Query("same", description="same view family as the case, or any view"),
     query_view: str | None = Query(None, max_length=MAX_VIEW_LEN, description="override the case's view"),
-    engine: Any = Depends(get_engine),
-    settings: APISettings = Depends(get_api_settings),
 ) -> SearchResponse:
     """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
     p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from embed.errors import CXRError
-from search_api.deps import QueryParams, get_engine, run_blocking
+from search_api.deps import EngineDep, QueryParams, SettingsDep, run_blocking
 from search_api.params import MAX_VIEW_LEN, Age, Sex, ViewScope
 from search_api.results import search_response
 from search_api.schemas import ERROR_RESPONSES, ErrorResponse, SearchResponse
-from search_api.settings import APISettings, get_api_settings
+from search_api.settings import APISettings
 
 router = APIRouter(tags=["pacs"])
 PACS_ERRORS = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "no PACS configured on this server, "
@@ -98,8 +98,8 @@ def _client(settings: APISettings) -> Any:
 
 @router.get("/pacs/studies", response_model=PacsStudiesResponse, responses=PACS_ERRORS,
             summary="Recent chest radiograph studies of the PACS (QIDO-RS)")
-async def pacs_studies(request: Request, limit: int = Query(20, ge=1, le=100),
-                       settings: APISettings = Depends(get_api_settings)) -> PacsStudiesResponse:
+async def pacs_studies(request: Request, settings: SettingsDep,
+                       limit: int = Query(20, ge=1, le=100)) -> PacsStudiesResponse:
     """The most recent CR/DX chest studies, de-identified (handle, modalities, sex, age), newest first."""
     from embed.dicomweb import recent_studies
 
@@ -110,8 +110,8 @@ async def pacs_studies(request: Request, limit: int = Query(20, ge=1, le=100),
 
 @router.post("/search/dicomweb", response_model=PacsSearchResponse, responses=PACS_ERRORS,
              summary="Similar cases of a PACS study or series (WADO-RS), optionally stored back (STOW-RS)")
-async def search_dicomweb(body: PacsSearchRequest, request: Request, engine: Any = Depends(get_engine),
-                          settings: APISettings = Depends(get_api_settings)) -> PacsSearchResponse:
+async def search_dicomweb(body: PacsSearchRequest, request: Request, engine: EngineDep,
+                          settings: SettingsDep) -> PacsSearchResponse:
     """Fetch the study's radiograph (PA, else AP, else the first) from the PACS and search with it."""
     from fastapi.exceptions import RequestValidationError
 

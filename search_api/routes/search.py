@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from search_api.deps import get_engine, parse_query_params, run_blocking
+from search_api.batching import embed_upload
+from search_api.deps import EngineDep, QueryParams, SettingsDep, parse_query_params, run_blocking
 from search_api.params import form_schema
 from search_api.results import search_response
 from search_api.schemas import UPLOAD_ERRORS, ClassifyResponse, EmbedResponse, SearchResponse
-from search_api.settings import APISettings, get_api_settings
+from search_api.settings import APISettings
 from search_api.uploads import FIELDS_BYTES, MAX_FIELDS, read_upload, require_image
 
 RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")  # also accepted: application/octet-stream
@@ -41,7 +42,7 @@ def _upload_body(fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 async def _query(request: Request, settings: APISettings, *, attention_default: bool = True,
-                 allowed: tuple[str, ...] | None = None) -> tuple[bytes, Any]:
+                 allowed: tuple[str, ...] | None = None) -> tuple[bytes, QueryParams]:
     upload = await read_upload(request, settings.max_upload_bytes, idle_timeout=settings.body_timeout_s)
     pairs = list(request.query_params.multi_items())
     pairs += [(name, v) for name, values in upload.fields.items() for v in values]
@@ -53,14 +54,14 @@ async def _query(request: Request, settings: APISettings, *, attention_default: 
 
 @router.post("/search", response_model=SearchResponse, responses=UPLOAD_ERRORS,
              summary="Similar cases of an uploaded image", openapi_extra=_upload_body(tuple(_FORM_FIELDS)))
-async def search(request: Request, engine: Any = Depends(get_engine),
-                 settings: APISettings = Depends(get_api_settings)) -> SearchResponse:
+async def search(request: Request, engine: EngineDep, settings: SettingsDep) -> SearchResponse:
     """The k most similar indexed cases, their kNN vote and prognosis, the attention map and standardized query."""
     data, p = await _query(request, settings)
     filters = p.filters()
+    query = await embed_upload(request, engine, data)
 
     def work() -> SearchResponse:
-        result = engine.search(data, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
+        result = engine.search(query, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
                                **p.view_options())
         return search_response(result, p.k, request.app.state.model_sha)
 
@@ -73,24 +74,24 @@ async def search(request: Request, engine: Any = Depends(get_engine),
              summary="kNN vote of an uploaded image",
              openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding",
                                          "view_scope", "query_view")))
-async def classify(request: Request, engine: Any = Depends(get_engine),
-                   settings: APISettings = Depends(get_api_settings)) -> ClassifyResponse:
+async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -> ClassifyResponse:
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
     data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding",
                                                        "view_scope", "query_view"))
     filters = p.filters()
-    vote = await run_blocking(request, engine.classify, data, k=p.k, filters=filters, **p.view_options())
+    query = await embed_upload(request, engine, data)
+    vote = await run_blocking(request, engine.classify, query, k=p.k, filters=filters, **p.view_options())
     request.state.result_count = len(vote)
     return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=UPLOAD_ERRORS,
              summary="Embedding of an uploaded image", openapi_extra=_upload_body(("file",)))
-async def embed(request: Request, engine: Any = Depends(get_engine),
-                settings: APISettings = Depends(get_api_settings)) -> EmbedResponse:
+async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
     """The L2-normalised embedding the index uses, for researchers."""
     data, _ = await _query(request, settings, allowed=())
-    vec = await run_blocking(request, engine.embed, data)
+    query = await embed_upload(request, engine, data)
+    vec = await run_blocking(request, engine.embed, query)
     values = [float(x) for x in vec.reshape(-1)]
     request.state.result_count = 1
     return EmbedResponse(dim=len(values), embedding=values, model_sha256=request.app.state.model_sha)

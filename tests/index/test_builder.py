@@ -86,7 +86,7 @@ def test_interrupted_build_leaves_old_index_intact(index_copy, records, embedder
     assert not list(index_copy.parent.glob("index.tmp-*"))
     monkeypatch.undo()
     engine = SearchEngine.open(index_copy, embedder=embedder)
-    assert engine.stats()["cases"] == 30
+    assert engine.stats().cases == 30
 
 
 def test_add_remove_rebuild_keep_ids_and_results_consistent(index_copy, embedder, tiny_ckpt):

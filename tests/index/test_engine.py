@@ -122,7 +122,7 @@ def test_cases_images_and_stats(engine):
     with pytest.raises(CaseNotFoundError):
         engine.case_image(12345)
     st = engine.stats()
-    assert st["cases"] == 30 and st["index_type"] == "flat" and st["faiss_device"] in ("cpu", "gpu")
+    assert st.cases == 30 and st.index_type == "flat" and st.faiss_device in ("cpu", "gpu")
 
 
 def test_bad_queries(engine, tmp_path):

@@ -192,6 +192,30 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
+#: Batched and single forward passes differ by float32 rounding (oneDNN picks kernels by batch
+#: size: at most ~1e-7 on the embeddings); answers are compared to well above that.
+TOL = 1e-5
+
+
+def same_answer(a: dict, b: dict) -> None:
+    """Same hits in the same order and the same vote, up to float32 rounding (and exact ties)."""
+    assert a["count"] == b["count"]
+    sims_a = [h["similarity"] for h in a["hits"]]
+    sims_b = [h["similarity"] for h in b["hits"]]
+    assert sims_a == pytest.approx(sims_b, abs=TOL)
+    by_id_a = {h["case"]["id"]: h["similarity"] for h in a["hits"]}
+    by_id_b = {h["case"]["id"]: h["similarity"] for h in b["hits"]}
+    for ha, hb in zip(a["hits"], b["hits"]):
+        if ha["case"]["id"] != hb["case"]["id"]:  # only a tie may swap two hits
+            assert abs(ha["similarity"] - hb["similarity"]) < TOL
+    for cid in set(by_id_a) ^ set(by_id_b):  # only a tie at the k-th place may swap a hit out
+        assert abs(by_id_a.get(cid, by_id_b.get(cid)) - sims_a[-1]) < TOL
+    assert a["vote"].keys() == b["vote"].keys()
+    for name in a["vote"]:
+        assert a["vote"][name] == pytest.approx(b["vote"][name], abs=TOL)
+    assert a["prognosis"] == b["prognosis"]
+
+
 @pytest.fixture()
 def live_server(tiny_index):
     """Factory of real uvicorn servers (in a thread, on a free loopback port) over the shared engine.

@@ -33,6 +33,11 @@ def test_stats(client, tiny_index):
     assert tiny_index.engine.manifest.model_sha256.startswith(body["model"]["sha256"])
     assert body["sources"] == {"covid-chestxray": 24}
     assert body["findings"]["No Finding"] == 8
+    # `engine` is SearchEngine.stats() itself (the EngineStats model), nothing guessed or renamed
+    from index.schemas import EngineStats
+
+    assert body["engine"] == tiny_index.engine.stats().model_dump(mode="json")
+    assert set(body["engine"]) == set(EngineStats.model_fields)
 
 
 def test_search_returns_hits_vote_prognosis_and_pngs(client, tiny_index):
