@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test clean browser pacs
+.PHONY: install demo test clean browser pacs viewer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,pacs,distributed]' torch==2.14.1 torchvision==0.29.1
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed viewer
+
+# The page's viewer library (Panzoom, MIT) from the npm registry, pinned by ui/static/package-lock.json.
+viewer: ui/static/node_modules/.package-lock.json
+ui/static/node_modules/.package-lock.json: ui/static/package.json ui/static/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null) ; } || true
+	npm ci --prefix ui/static --no-audit --no-fund --silent
 
 demo: install
 	$(BIN)/cxr demo
@@ -37,4 +44,4 @@ test: install browser pacs
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache ui/static/node_modules

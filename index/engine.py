@@ -25,11 +25,13 @@ from index.filters import FilterColumns, filters_to_milvus, quote
 from index.generations import PinnedGeneration, Pointer, pin
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
+from index.evidence import add_patient_counts, vote_hierarchy
 from index.prepared import PreparedQuery
 from index.guarding import QueryJudge
-from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
+from index.schemas import CaseRow, EngineStats, Hit, QueryView, SearchFilters, SearchResult
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
+from index.views import ViewClassifier, find_view_classifier, view_family
 from index.voting import knn_vote, prognosis_summary
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
@@ -44,6 +46,9 @@ EXACT_SUBSET_MAX = 5_000
 MAX_K = 1000
 #: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
 RERANK_FACTOR = 20
+#: The query's de-identified facts returned with a search (what the reader of the film keeps).
+QUERY_FACTS = ("age", "sex", "view", "body_part", "modality")
+VIEW_SCOPES = ("same", "any")
 
 
 def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
@@ -60,19 +65,24 @@ class _Query:
 
     def __init__(self, vector: np.ndarray, case_id: int | None, patient: str | None,
                  attention: np.ndarray | None = None, image: np.ndarray | None = None,
-                 standardized: np.ndarray | None = None) -> None:
+                 standardized: np.ndarray | None = None, facts: dict[str, Any] | None = None,
+                 view_source: str = "unknown") -> None:
         self.vector, self.case_id, self.patient = vector, case_id, patient
         self.attention, self.image = attention, image
         self.standardized = standardized  # what the OOD guard's pixel test reads (None for an id query)
         self.chroma: float | None = None  # the decoded file's colourfulness (embed.image.chroma), for the guard
+        self.facts = {k: v for k, v in (facts or {}).items() if k in QUERY_FACTS and v not in (None, "")}
+        self.view_source = view_source
 
 
 class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex | MilvusIndex,
-                 table: VectorTable, embedder: Embedder, pinned: PinnedGeneration | None = None) -> None:
+                 table: VectorTable, embedder: Embedder, pinned: PinnedGeneration | None = None,
+                 view_classifier: ViewClassifier | None = None) -> None:
         self.index_dir = index_dir
+        self.view_classifier = view_classifier
         # The one generation every part below comes from; writers keep it on disk while pinned.
         self._pinned = pinned
         self.generation = pinned.name if pinned is not None else ""
@@ -119,10 +129,14 @@ class SearchEngine:
             pinned.verify()  # checksums of every file + SQLite quick_check: damage is an error now, not later
             gen = pinned.path
             manifest = Manifest.read(gen)
+            if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
+                model_path = manifest.model_path
             if embedder is None:
-                if model_path is None and manifest.model_path and Path(manifest.model_path).is_file():
-                    model_path = manifest.model_path
                 embedder = open_embedder(model_path, device=device)
+            if model_path is None:
+                from embed.models import RELEASED_MODEL_PATH
+
+                model_path = RELEASED_MODEL_PATH
             check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
                              index_dir=index_dir)
             store = SQLiteStore(gen / STORE_FILE, read_only=True)
@@ -132,12 +146,14 @@ class SearchEngine:
             if table.dim != manifest.embed_dim:
                 raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
                                       f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
+            view_clf = find_view_classifier(embedder.model_sha256, manifest.embed_dim, index_dir=gen,
+                                            model_path=model_path)
         except BaseException:
             pinned.close()
             raise
         log.info("opened index %s (generation %s): %d cases, %s %s index, model %s…", index_dir, pinned.name,
                  manifest.counts.get("cases", 0), manifest.backend, manifest.index_type, manifest.model_sha256[:12])
-        return cls(index_dir, manifest, store, vindex, table, embedder, pinned=pinned)
+        return cls(index_dir, manifest, store, vindex, table, embedder, pinned=pinned, view_classifier=view_clf)
 
     def close(self) -> None:
         """Release the SQLite snapshot and the pin (writers may then delete this generation)."""
@@ -157,7 +173,9 @@ class SearchEngine:
             cid = int(query)
             if self.store.get_one(cid) is None or not self.table.has(cid):
                 raise CaseNotFoundError(f"no indexed case has id {cid}; list cases with `cxr index stats` or search by image")
-            q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid))
+            row = self.store.get_one(cid)
+            q = _Query(self.table.get(np.array([cid]))[0], cid, self.store.patient_of(cid),
+                       facts=row.model_dump() if row is not None else None, view_source="index")
             path = self.store.image_path(cid) if with_attention else None
             if path and Path(path).is_file():
                 try:
@@ -171,8 +189,13 @@ class SearchEngine:
             self.embed_prepared([prepared])
         own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
         patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient, standardized=prepared.standardized)
+        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient, standardized=prepared.standardized,
+                   facts=prepared.meta, view_source="dicom")
         q.chroma = prepared.meta.get("chroma")
+        if own is not None and "view" not in q.facts:  # a PNG of an indexed case: its recorded view
+            row = self.store.get_one(own)
+            if row is not None and row.view:
+                q.facts["view"], q.view_source = row.view, "index"
         if with_attention:
             q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
             q.image = prepared.standardized
@@ -260,7 +283,7 @@ class SearchEngine:
     def _pushed_down(self, q: _Query, k: int, fetch: int, filters: SearchFilters | None, ex: np.ndarray,
                      same_patient_only: bool, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Milvus: filters, exclusions and the same-patient restriction become one boolean expression."""
-        clauses = [filters_to_milvus(filters)] if filters is not None else []
+        clauses = [filters_to_milvus(filters, self.columns.views())] if filters is not None else []
         if same_patient_only:
             if not q.patient:
                 raise QueryError("same-patient search needs a query whose patient is known: an indexed case "
@@ -280,26 +303,57 @@ class SearchEngine:
         """How many candidates to ask the index for (more for IVF-PQ codes, re-ranked exactly)."""
         return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type in ("ivfpq", "gpu_ivf_pq") else k
 
-    def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
-               exclude_same_patient: bool = True, same_patient_only: bool = False,
-               with_attention: bool = True) -> SearchResult:
-        """The k most similar cases with their vote, prognosis summary and the query's attention map."""
+    def query_view(self, q: _Query, given: str | None = None) -> QueryView:
+        """The query's view: given by the caller, else DICOM/indexed metadata, else the classifier."""
+        if given:
+            return QueryView(view=given, family=view_family(given), source="given")
+        view = q.facts.get("view")
+        if view and view_family(view):
+            return QueryView(view=view, family=view_family(view), source=q.view_source)
+        if self.view_classifier is not None:
+            score = float(self.view_classifier.p_lateral(q.vector)[0])
+            family = "lateral" if score >= self.view_classifier.threshold else "frontal"
+            return QueryView(view=view, family=family, source="classifier", lateral_score=round(score, 4))
+        return QueryView(view=view)
+
+    def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10,
+               filters: SearchFilters | None = None, exclude_same_patient: bool = True,
+               same_patient_only: bool = False, with_attention: bool = True, *, query_view: str | None = None,
+               view_scope: str = "same") -> SearchResult:
+        """The k most similar cases with their vote, prognosis summary and the query's attention map.
+
+        ``view_scope="same"`` (default) keeps neighbours of the query's view family (frontal or
+        lateral; cases of unknown view stay eligible) unless ``filters.view`` names views
+        explicitly; ``"any"`` searches every view. ``query_view`` overrides the query's own view.
+        """
         k = int(k)
         if not 1 <= k <= MAX_K:
             raise QueryError(f"k must be between 1 and {MAX_K}, not {k}")
+        if view_scope not in VIEW_SCOPES:
+            raise QueryError(f"view_scope must be one of {', '.join(VIEW_SCOPES)}, not {view_scope!r}")
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
         q = self._resolve(query, with_attention)
+        qv = self.query_view(q, query_view)
+        if view_scope == "same" and qv.family and not (filters is not None and filters.view):
+            filters = (filters or SearchFilters()).model_copy(update={"view_family": qv.family})
         sims, ids, meta = self._neighbours(q, k, filters, exclude_same_patient, same_patient_only)
+        meta["view_family"] = filters.view_family if filters is not None else None
         rows = {r.id: r for r in self.store.get(ids.tolist())}
         hits = [Hit(case=rows[int(i)], similarity=float(s), rank=0) for s, i in zip(sims, ids) if int(i) in rows]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         vote = knn_vote(hits)
-        return SearchResult(hits=hits, vote=vote, prognosis=prognosis_summary(hits),
+        calibrated = self.judge.calibrate(vote, hits)
+        detail = vote_hierarchy(vote, hits)
+        for line in detail:
+            cal = calibrated.get(line.finding)
+            if cal is not None and cal.probability is not None:
+                line.calibrated = cal.probability
+        return SearchResult(hits=hits, vote=vote, prognosis=add_patient_counts(prognosis_summary(hits), hits),
                             attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
                             ood=self.judge.verdict(q.standardized, self._nearest_similarity(q), q.chroma),
-                            calibrated=self.judge.calibrate(vote, hits))
+                            calibrated=calibrated, vote_detail=detail, query_view=qv, query_facts=dict(q.facts))
 
     def _nearest_similarity(self, q: _Query) -> float | None:
         """Similarity of the query to its nearest live indexed case other than itself (no filters), for the guard."""
@@ -309,9 +363,12 @@ class SearchEngine:
         sims, ids, _ = self._neighbours(q, 1, None, exclude_same_patient=False, same_patient_only=False)
         return float(sims[0]) if len(ids) and ids[0] >= 0 else None
 
-    def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
-        """The kNN vote only (finding -> score in [0,1])."""
-        return self.search(query, k=k, filters=filters, with_attention=False).vote
+    def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10,
+                 filters: SearchFilters | None = None, *, query_view: str | None = None,
+                 view_scope: str = "same") -> dict[str, float]:
+        """The kNN vote only (finding -> score in [0,1]); neighbours of the query's view family by default."""
+        return self.search(query, k=k, filters=filters, with_attention=False, query_view=query_view,
+                           view_scope=view_scope).vote
 
     def embed(self, query: str | Path | bytes | int | PreparedQuery) -> np.ndarray:
         """The query's unit embedding [D] (the stored one for a case id)."""
@@ -320,6 +377,15 @@ class SearchEngine:
     # -- cases -------------------------------------------------------------------------------
     def get_case(self, case_id: int) -> CaseRow | None:
         return self.store.get_one(int(case_id))
+
+    def list_cases(self, filters: SearchFilters | None = None, offset: int = 0,
+                   limit: int = 50) -> tuple[int, list[CaseRow]]:
+        """(total matching, one page in id order) of the live cases matching ``filters``."""
+        if isinstance(filters, dict):
+            filters = SearchFilters(**filters)
+        if offset < 0 or not 1 <= limit <= MAX_K:
+            raise QueryError(f"offset must be >= 0 and limit between 1 and {MAX_K}")
+        return self.store.list_cases(filters, int(offset), int(limit))
 
     def case_image(self, case_id: int, size: int | None = None) -> bytes:
         """The case's standardized image as PNG bytes (optionally resized to ``size``); served by id only."""

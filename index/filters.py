@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from index.schemas import SearchFilters
+from index.views import other_family, view_family, view_family_sql
 
 
 def filters_to_sql(filters: SearchFilters | None, *, table: str = "cases") -> tuple[str, list[Any]]:
@@ -49,6 +50,8 @@ def filters_to_sql(filters: SearchFilters | None, *, table: str = "cases") -> tu
             f"{table}.id IN (SELECT case_id FROM case_findings WHERE finding COLLATE NOCASE IN ({marks}))"
         )
         params.extend(filters.finding)
+    if filters.view_family:  # leave out the other family; cases of unknown view stay (see index.views)
+        clauses.append(f"NOT {view_family_sql(f'{table}.view', other_family(filters.view_family))}")
     return " AND ".join(clauses), params
 
 
@@ -89,6 +92,10 @@ class FilterColumns:
             out |= col == code  # a few vectorised compares: faster than np.isin for short lists
         return out
 
+    def views(self) -> list[str]:
+        """The distinct view names the columns hold."""
+        return list(self._codes["view"])
+
     @property
     def size(self) -> int:
         return len(self.live)
@@ -115,6 +122,11 @@ class FilterColumns:
                 if ids is not None:
                     has[ids] = True
             m &= has
+        if filters.view_family:
+            other = other_family(filters.view_family)
+            book = self._codes["view"]
+            for code in {c for name, c in book.items() if view_family(name) == other}:
+                m &= self.view != code
         return m
 
 
@@ -133,8 +145,11 @@ def quote(value: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def filters_to_milvus(filters: SearchFilters | None) -> str:
+def filters_to_milvus(filters: SearchFilters | None, known_views: Iterable[str] = ()) -> str:
     """The same filters as a Milvus boolean expression ("" when empty) over the Milvus backend's fields.
+
+    ``view_family`` leaves out the indexed views of the other family: ``known_views`` names the
+    views the store holds (Milvus has no portable infix ``like``), so unknown views stay eligible.
 
     The collection stores view, sex, source and findings lower-cased, so lower-casing the
     values here gives the case-insensitive match of the other translations; an unknown age is
@@ -150,6 +165,11 @@ def filters_to_milvus(filters: SearchFilters | None) -> str:
     clauses: list[str] = []
     if filters.view:
         clauses.append(any_of("view", filters.view))
+    if filters.view_family:
+        other = other_family(filters.view_family)
+        names = sorted({v.lower() for v in known_views if v and view_family(v) == other})
+        if names:
+            clauses.append(f"view not in [{', '.join(quote(v) for v in names)}]")
     if filters.sex:
         clauses.append(f"sex == {quote(filters.sex.lower())}")
     if filters.age_min is not None or filters.age_max is not None:

@@ -74,11 +74,12 @@ def pacs_neighbours(engine: SearchEngine, client: PacsClient, hits: list[Hit]) -
 def search_study(engine: SearchEngine, client: PacsClient, *, study: str | None = None, series: str | None = None,
                  k: int = 10, filters: SearchFilters | None = None, exclude_same_patient: bool = True,
                  same_patient_only: bool = False, with_attention: bool = False, make_kos: bool = False,
-                 store: bool = False) -> PacsSearch:
+                 store: bool = False, view_scope: str = "same", query_view: str | None = None) -> PacsSearch:
     """Fetch the study's (or series') radiograph, search with it; build and optionally STOW the KOS note."""
     ref, data = fetch_query(client, study=study, series=series)
     result = engine.search(data, k=k, filters=filters, exclude_same_patient=exclude_same_patient,
-                           same_patient_only=same_patient_only, with_attention=with_attention)
+                           same_patient_only=same_patient_only, with_attention=with_attention,
+                           view_scope=view_scope, query_view=query_view)
     out = PacsSearch(result=result, query_key=ref.key)
     log.info("searched with %s of PACS %s: %d hits", ref.key, client.key, len(result.hits))
     if make_kos or store:

@@ -29,6 +29,8 @@ class SearchFilters(BaseModel):
     age_max: float | None = None
     source: list[str] | None = None
     finding: list[str] | None = None
+    #: keep cases of this view family ("frontal" | "lateral"); cases of unknown view stay eligible
+    view_family: Literal["frontal", "lateral"] | None = None
 
     @field_validator("view", "source", "finding", mode="before")
     @classmethod
@@ -106,11 +108,46 @@ class Hit(BaseModel):
 
 
 class OutcomeSummary(BaseModel):
-    """Among the neighbours: how many have this outcome recorded, how many positive, the share."""
+    """Among the neighbours: how many films have this outcome recorded, how many positive, the share.
+
+    ``known``/``positive``/``share`` count films (kept for the contract); two films of one
+    patient are one outcome, so ``patients*`` count each patient once with their latest
+    known value (largest day offset) and are what a reader should be shown.
+    """
 
     known: int
     positive: int
     share: float | None = None
+    patients_known: int | None = None
+    patients_positive: int | None = None
+    patient_share: float | None = None
+
+
+class VoteShare(BaseModel):
+    """One finding of the vote placed in its hierarchy (COVID-19 under viral pneumonia under pneumonia).
+
+    ``share`` is the similarity-weighted share of the neighbours having the finding;
+    ``neighbours``/``patients`` say how many films and distinct patients stand behind it.
+    ``calibrated`` is the calibrated probability from the model's calibration (None without a map).
+    """
+
+    finding: str
+    share: float
+    depth: int = 0
+    parent: str | None = None
+    neighbours: int = 0
+    patients: int = 0
+    calibrated: float | None = None
+
+
+class QueryView(BaseModel):
+    """The query's view: where it came from and the family used to pick neighbours."""
+
+    view: str | None = None
+    family: str | None = None
+    source: str = "unknown"  # "given" | "dicom" | "index" | "classifier" | "unknown"
+    #: the classifier's lateral score (class-balanced, not a calibrated probability; lateral at >= its threshold)
+    lateral_score: float | None = None
 
 
 class OODFlag(BaseModel):
@@ -152,6 +189,9 @@ class SearchResult:
     meta: dict[str, Any] = field(default_factory=dict)
     ood: OODFlag | None = None
     calibrated: dict[str, CalibratedVote] = field(default_factory=dict)
+    vote_detail: list[VoteShare] = field(default_factory=list)
+    query_view: QueryView | None = None
+    query_facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, with_arrays: bool = False) -> dict[str, Any]:
         """JSON-safe dict (arrays left out unless asked, as nested lists)."""
@@ -163,6 +203,9 @@ class SearchResult:
             "meta": dict(self.meta),
             "ood": None if self.ood is None else self.ood.model_dump(),
             "calibrated_vote": {k: v.model_dump() for k, v in self.calibrated.items()},
+            "vote_detail": [v.model_dump() for v in self.vote_detail],
+            "query_view": None if self.query_view is None else self.query_view.model_dump(),
+            "query_facts": dict(self.query_facts),
         }
         if with_arrays:
             d["attention"] = None if self.attention is None else self.attention.tolist()

@@ -102,6 +102,15 @@ class MetadataStore(Protocol):
     def backup_to(self, dest: str | Path) -> MetadataStore: ...
     def image_path(self, case_id: int) -> str | None: ...
     def ids_matching(self, filters: SearchFilters | None) -> np.ndarray: ...
+    def list_cases(self, filters: SearchFilters | None, offset: int = 0, limit: int = 50) -> tuple[int, list[CaseRow]]:
+        """(number of live cases matching, one page of them in id order): browsing the index."""
+        where, params = filters_to_sql(filters)
+        conn = self._conn()
+        total = int(conn.execute(f"SELECT COUNT(*) FROM cases WHERE {where}", params).fetchone()[0])
+        rows = conn.execute(f"SELECT {_ROW_COLS} FROM cases WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+                            [*params, int(limit), int(offset)]).fetchall()
+        return total, [self._row(r) for r in rows]
+
     def ids_for_patient(self, patient: str) -> np.ndarray: ...
     def ids_for_source(self, sources: Iterable[str]) -> np.ndarray: ...
     def sha_to_id(self) -> dict[str, int]: ...
@@ -269,6 +278,15 @@ class SQLiteStore:
         """Ids of live cases matching the filters (sorted)."""
         where, params = filters_to_sql(filters)
         return self._ids(f"SELECT id FROM cases WHERE {where} ORDER BY id", params)
+
+    def list_cases(self, filters: SearchFilters | None, offset: int = 0, limit: int = 50) -> tuple[int, list[CaseRow]]:
+        """(number of live cases matching, one page of them in id order): browsing the index."""
+        where, params = filters_to_sql(filters)
+        conn = self._conn()
+        total = int(conn.execute(f"SELECT COUNT(*) FROM cases WHERE {where}", params).fetchone()[0])
+        rows = conn.execute(f"SELECT {_ROW_COLS} FROM cases WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+                            [*params, int(limit), int(offset)]).fetchall()
+        return total, [self._row(r) for r in rows]
 
     def ids_for_patient(self, patient: str) -> np.ndarray:
         return self._ids("SELECT id FROM cases WHERE patient = ? AND deleted = 0 ORDER BY id", [patient])

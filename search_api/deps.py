@@ -23,13 +23,13 @@ from pydantic import BaseModel, Field, ValidationError
 from embed.errors import IndexStateError
 from index.engine import SearchEngine
 from index.schemas import SearchFilters
-from search_api.params import MAX_LIST_ITEMS, Age, Flag, SamePatient, Sex
+from search_api.params import MAX_LIST_ITEMS, MAX_VIEW_LEN, Age, Flag, SamePatient, Sex, ViewScope
 from search_api.settings import APISettings, get_api_settings
 
 T = TypeVar("T")
 
 LIST_FIELDS = ("view", "source", "finding")
-SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention")
+SCALAR_FIELDS = ("k", "sex", "age_min", "age_max", "same_patient", "attention", "view_scope", "query_view")
 
 
 def get_engine(request: Request) -> Iterator[SearchEngine]:
@@ -78,6 +78,10 @@ class QueryParams(BaseModel):
     finding: list[str] | None = None
     same_patient: SamePatient = "exclude"
     attention: Flag = True
+    #: "same": neighbours of the query's view family (frontal or lateral); "any": every view
+    view_scope: ViewScope = "same"
+    #: the query's view when the caller knows better than the file (e.g. "PA", "LATERAL")
+    query_view: str | None = Field(None, max_length=MAX_VIEW_LEN)
 
     def filters(self) -> SearchFilters | None:
         """The engine's SearchFilters (None when no criterion is set); 422 on a bad combination."""
@@ -91,6 +95,10 @@ class QueryParams(BaseModel):
     def patient_flags(self) -> dict[str, bool]:
         return {"exclude_same_patient": self.same_patient == "exclude",
                 "same_patient_only": self.same_patient == "only"}
+
+    def view_options(self) -> dict[str, Any]:
+        """The engine's view arguments (same view family by default)."""
+        return {"view_scope": self.view_scope, "query_view": self.query_view}
 
 
 def parse_query_params(pairs: list[tuple[str, str]], max_k: int, *, attention_default: bool = True,

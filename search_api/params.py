@@ -39,6 +39,9 @@ def _strict_bool(value: Any) -> Any:
 Sex = Literal["M", "F"]
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 SamePatient = Literal["exclude", "include", "only"]
+ViewScope = Literal["same", "any"]
+VIEW_SCOPE_VALUES = ("same", "any")
+MAX_VIEW_LEN = 32
 Age = Annotated[float, Field(ge=0, le=AGE_MAX, allow_inf_nan=False)]
 
 CaseId = Annotated[int, Path(ge=0, le=MAX_CASE_ID, description="integer case id as returned in hits",
@@ -54,7 +57,7 @@ ListQuery = Annotated[list[str] | None, Query(max_length=MAX_LIST_ITEMS,
 
 def form_schema(max_k: int, max_upload_bytes: int) -> dict[str, dict]:
     """JSON schema of the upload routes' form fields, with the limits this server enforces."""
-    # 3 lists of 16 + 7 other fields stay under the parser's 64 parts (longer lists: comma-separate)
+    # 3 lists of 16 + 9 other fields stay under the parser's 64 parts (longer lists: comma-separate)
     lst = {"type": "array", "maxItems": MAX_LIST_ITEMS, "items": {"type": "string"}}
     return {
         "file": {"type": "string", "format": "binary", "maxLength": max_upload_bytes,
@@ -73,4 +76,9 @@ def form_schema(max_k: int, max_upload_bytes: int) -> dict[str, dict]:
                          "description": "neighbours of the query's own patient; 'only' needs a query whose patient "
                                         "is known (an indexed image, or a DICOM with a patient id), else 422"},
         "attention": {"type": "boolean", "default": True, "description": "return the attention map (true or false)"},
+        "view_scope": {"type": "string", "enum": list(VIEW_SCOPE_VALUES), "default": "same",
+                       "description": "same: only neighbours of the query's view family (frontal PA/AP or lateral; "
+                                      "cases of unknown view stay eligible; a view filter wins); any: every view"},
+        "query_view": {"type": "string", "maxLength": MAX_VIEW_LEN,
+                       "description": "the query's view when the file does not say it (e.g. PA, LATERAL)"},
     }

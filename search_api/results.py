@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from index.schemas import CaseRow, SearchResult
 from search_api.render import attention_png, b64, grey_png
-from search_api.schemas import CaseOut, HitOut, OutcomeOut, SearchResponse
+from search_api.schemas import CaseOut, HitOut, OutcomeOut, QueryFacts, QueryViewOut, SearchResponse, VoteShareOut
 
 
 def case_out(case: CaseRow) -> CaseOut:
@@ -32,4 +32,10 @@ def search_response(result: SearchResult, k: int, model_sha: str | None) -> Sear
         model_sha256=model_sha,
         ood=result.ood,
         calibrated_vote=dict(result.calibrated),
+        vote_detail=[VoteShareOut(**v.model_dump()) for v in getattr(result, "vote_detail", [])],
+        query_view=QueryViewOut(**result.query_view.model_dump()) if getattr(result, "query_view", None) else None,
+        view_family_used=(getattr(result, "meta", None) or {}).get("view_family"),
+        query_facts=QueryFacts(**{k: v for k, v in (getattr(result, "query_facts", None) or {}).items()
+                                  if k in QueryFacts.model_fields}),
+        query_case_id=getattr(result, "query_id", None),
     )

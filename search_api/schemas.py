@@ -80,9 +80,43 @@ class HitOut(BaseModel):
 
 
 class OutcomeOut(BaseModel):
-    known: int
-    positive: int
+    known: int = Field(description="films with this outcome recorded")
+    positive: int = Field(description="of those films, how many positive")
     share: float | None = None
+    patients_known: int | None = Field(None, description="distinct patients with it recorded (latest film of each)")
+    patients_positive: int | None = None
+    patient_share: float | None = Field(None, description="share of patients positive: the figure to show")
+
+
+class VoteShareOut(BaseModel):
+    """One line of the vote in hierarchy order (indent by ``depth``)."""
+
+    finding: str
+    share: float = Field(description="similarity-weighted share of the neighbours having it, 0..1")
+    depth: int = Field(0, description="0 = top level; children follow their parent")
+    parent: str | None = None
+    neighbours: int = Field(0, description="neighbours (films) having the finding")
+    patients: int = Field(0, description="distinct patients among them")
+    calibrated: float | None = Field(None, description="calibrated probability, when a calibration exists")
+
+
+class QueryViewOut(BaseModel):
+    view: str | None = Field(None, description="e.g. PA, AP, LATERAL (None when only the family is known)")
+    family: str | None = Field(None, description="frontal | lateral | None")
+    source: str = Field("unknown", description="given | dicom | index | classifier | unknown")
+    lateral_score: float | None = Field(
+        None, description="classifier only: its lateral score in 0..1 (class-balanced, not a calibrated "
+                          "probability); called lateral at >= 0.8")
+
+
+class QueryFacts(BaseModel):
+    """The query's own de-identified facts (from DICOM, or the indexed case); never names, ids or dates."""
+
+    age: float | None = None
+    sex: str | None = None
+    view: str | None = None
+    body_part: str | None = None
+    modality: str | None = None
 
 
 class SearchResponse(BaseModel):
@@ -99,6 +133,12 @@ class SearchResponse(BaseModel):
                                                  "its reason (None when the model has no fitted guard)")
     calibrated_vote: dict[str, CalibratedVote] = Field(
         default_factory=dict, description="per finding: calibrated probability and the neighbours behind it")
+    vote_detail: list[VoteShareOut] = Field(default_factory=list,
+                                            description="the vote as a finding hierarchy, with counts")
+    query_view: QueryViewOut | None = None
+    view_family_used: str | None = Field(None, description="the view family the neighbours were restricted to")
+    query_facts: QueryFacts = Field(default_factory=QueryFacts)
+    query_case_id: int | None = Field(None, description="the upload is identical to this indexed case")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "k": 10, "count": 1,
@@ -106,6 +146,15 @@ class SearchResponse(BaseModel):
         "vote": {"COVID-19": 0.7, "Pneumonia": 0.3},
         "prognosis": {"survival": {"known": 6, "positive": 5, "share": 0.833}},
         "attention_png": "iVBORw0KGgo...", "query_png": "iVBORw0KGgo...", "model_sha256": "3f2a9c1e0b7d"}]})
+
+
+class CaseListResponse(BaseModel):
+    """One page of indexed cases (id order) matching the filters."""
+
+    total: int = Field(description="cases matching the filters")
+    offset: int
+    limit: int
+    cases: list[CaseOut]
 
 
 class ClassifyResponse(BaseModel):

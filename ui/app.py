@@ -9,14 +9,12 @@ memory (Streamlit's uploader keeps them in RAM) and are never written to disk.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
 
 import streamlit as st
-from PIL import Image
 
 from ui import render
 from ui.client import APIError, CXRClient, SearchParams
@@ -84,21 +82,51 @@ def show_error(exc: Exception) -> None:
                  "if it persists, check the page's log.")
 
 
+PAGE_SIZE = 50
+
+
 @st.cache_data(show_spinner=False, ttl=600)
-def example_cases(_client: CXRClient, base_url: str, candidates: tuple[int, ...]) -> dict[int, str]:
-    """Labels of indexed cases to query by example ({id: 'case 17 · covid-chestxray · COVID-19'})."""
-    out: dict[int, str] = {}
-    for cid in candidates:
-        try:
-            case = _client.case(cid)
-        except APIError:
-            continue  # a gap in the ids, or the index changed: just skip it
-        out[cid] = f"case {cid} · {case.get('source', '?')} · {render.fmt_findings(case)}"
-    return out
+def case_page(_client: CXRClient, base_url: str, offset: int, source: str | None, finding: str | None) -> dict:
+    """One page of GET /v1/cases (cached: the index does not change under a running API)."""
+    return _client.list_cases(offset=offset, limit=PAGE_SIZE, source=[source] if source else None,
+                              finding=[finding] if finding else None)
+
+
+def _case_label(case: dict) -> str:
+    return (f"case {case.get('id')} · {case.get('source', '?')} · {case.get('view') or 'view ?'} · "
+            f"{render.fmt_findings(case)}")
+
+
+def pick_example(client: CXRClient, stats: dict | None) -> Query | None:
+    """Browse the whole index (paged listing, filtered by source and finding) and pick a case."""
+    c1, c2, c3 = st.columns([2, 2, 1])
+    source = c1.selectbox("Source", ["any"] + sidebar.source_names(stats), key="ex_source")
+    finding = c2.selectbox("Finding", ["any"] + sidebar.finding_names(stats), key="ex_finding")
+    page_no = int(c3.number_input("Page", min_value=1, value=1, step=1, key="ex_page"))
+    page = case_page(client, client.base_url, (page_no - 1) * PAGE_SIZE,
+                     None if source == "any" else source, None if finding == "any" else finding)
+    cases = page.get("cases") or []
+    if not cases:
+        st.warning("No indexed case matches" + (" on this page." if page.get("total") else "."))
+        return None
+    labels = {int(c["id"]): _case_label(c) for c in cases}
+    st.caption(f"{page.get('total')} matching cases; showing {page_no * PAGE_SIZE - PAGE_SIZE + 1}–"
+               f"{page_no * PAGE_SIZE - PAGE_SIZE + len(cases)}")
+    case_id = st.selectbox("Indexed case", list(labels), key="example_case", format_func=labels.get)
+    return Query("example", case_id=int(case_id))
+
+
+def _back_to_own_query() -> None:
+    st.session_state["from_case"] = None
 
 
 def choose_query(client: CXRClient, stats: dict | None) -> Query | None:
-    """The query: an uploaded file (bytes in memory) or an indexed case id; None if none yet."""
+    """The query: a neighbour searched from, an uploaded file (bytes in memory), an indexed case or a PACS study."""
+    from_case = st.session_state.get("from_case")
+    if from_case is not None:
+        st.info(f"Searching from indexed case {from_case} (a neighbour you chose).")
+        st.button("Back to my query", key="back_to_query", on_click=_back_to_own_query)
+        return Query("example", case_id=int(from_case))
     mode = st.radio("Query", ["Upload an image", "Example from the index", "From PACS"], horizontal=True,
                     key="query_mode")
     if mode == "From PACS":
@@ -113,12 +141,7 @@ def choose_query(client: CXRClient, stats: dict | None) -> Query | None:
             st.info("Upload a chest X-ray, or pick an example from the index.")
             return None
         return Query("upload", data=up.getvalue(), name=up.name or "query")
-    labels = example_cases(client, client.base_url, tuple(sidebar.example_ids(stats)))
-    if not labels:
-        st.warning("No indexed case could be listed to pick from.")
-        return None
-    case_id = st.selectbox("Indexed case", list(labels), key="example_case", format_func=labels.get)
-    return Query("example", case_id=int(case_id))
+    return pick_example(client, stats)
 
 
 def run_search(client: CXRClient, query: Query, params: SearchParams) -> dict | None:
@@ -129,14 +152,14 @@ def run_search(client: CXRClient, query: Query, params: SearchParams) -> dict | 
     try:
         with st.spinner("Searching similar cases..."):
             if query.kind == "upload":
-                result = client.search(query.data, params, filename=query.name)
+                # the file name stays on this machine: the API and the report never see it
+                result = client.search(query.data, params, filename="query")
             elif query.kind == "pacs":
                 result = client.search_pacs(str(query.handle), params, store=query.store)
             else:
                 result = client.similar(query.case_id, params)
                 if not result.get("query_png"):
-                    result["query_png"] = base64.b64encode(
-                        results.fetch_image(client, query.case_id, None)).decode()
+                    result["query_png"] = results.query_png_of_case(client, query.case_id)
     except APIError as exc:
         st.session_state["result"] = None
         st.session_state["result_key"] = None
@@ -147,21 +170,6 @@ def run_search(client: CXRClient, query: Query, params: SearchParams) -> dict | 
     if st.session_state.get("selected_case") not in {render.hit_id(h) for h in result.get("hits", [])}:
         st.session_state["selected_case"] = None
     return result
-
-
-def show_query(result: dict) -> Image.Image | None:
-    """The standardized query with its attention overlay; returns the query image for the compare view."""
-    query_img = render.decode_png(result.get("query_png"))
-    attention = render.decode_png(result.get("attention_png"))
-    if query_img is None:
-        st.caption("The service returned no standardized query image.")
-        return None
-    opacity = st.slider("Attention overlay opacity", 0.0, 1.0, 0.45, 0.05, key="opacity",
-                        disabled=attention is None)
-    st.image(render.blend_attention(query_img, attention, opacity),
-             caption="Standardized query" + (" with the model's attention" if attention is not None else ""),
-             width=360)
-    return query_img
 
 
 def main() -> None:
@@ -190,13 +198,15 @@ def main() -> None:
     warning = render.ood_warning(result)
     if warning:
         st.warning(warning, icon="⚠️")
-    left, right = st.columns([1, 1])
+    results.show_query_facts(result, uploaded=query.kind in ("upload", "pacs"))
+    left, right = st.columns([2, 1])
     with left:
-        query_img = show_query(result)
-    with right:
         results.show_vote(result)
+    with right:
         results.show_prognosis(result)
-    results.show_detail(client, query_img)
+        label = {"upload": "uploaded film", "pacs": "PACS study"}.get(query.kind, f"indexed case {query.case_id}")
+        results.show_report_button(client, result, label)
+    results.show_viewer(client, result)
     results.show_hits(client, result)
 
 

@@ -129,10 +129,15 @@ class SearchParams:
     source: list[str] = field(default_factory=list)
     finding: list[str] = field(default_factory=list)
     same_patient: str = "exclude"
+    view_scope: str = "same"  # "same": the query's view family only; "any": every view
+    query_view: str | None = None  # the query's view when the reader knows better than the file
 
     def to_form(self) -> list[tuple[str, str]]:
         """Form fields; lists are repeated keys, absent filters are left out."""
-        form: list[tuple[str, str]] = [("k", str(int(self.k))), ("same_patient", self.same_patient)]
+        form: list[tuple[str, str]] = [("k", str(int(self.k))), ("same_patient", self.same_patient),
+                                       ("view_scope", self.view_scope)]
+        if self.query_view:
+            form.append(("query_view", self.query_view))
         for name in ("view", "source", "finding"):
             form += [(name, v) for v in getattr(self, name) or []]
         if self.sex:
@@ -206,6 +211,15 @@ class CXRClient:
         for name, value in params.to_form():  # repeated keys become lists (httpx's multipart form)
             data.setdefault(name, []).append(value)
         return self._json("POST", "/v1/search", files=files, data=data)
+
+    def list_cases(self, *, offset: int = 0, limit: int = 50, source: list[str] | None = None,
+                   finding: list[str] | None = None, view_family: str | None = None) -> dict[str, Any]:
+        """GET /v1/cases: one page of indexed cases ({"total", "offset", "limit", "cases"})."""
+        query: list[tuple[str, str]] = [("offset", str(int(offset))), ("limit", str(int(limit)))]
+        query += [("source", s) for s in source or []] + [("finding", f) for f in finding or []]
+        if view_family:
+            query.append(("view_family", view_family))
+        return self._json("GET", "/v1/cases", params=query)
 
     def case(self, case_id: int) -> dict[str, Any]:
         return self._json("GET", f"/v1/cases/{int(case_id)}")

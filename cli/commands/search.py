@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "similar cases (rank, id, similarity, source, view, sex, age, findings, prognosis), the "
         "similarity-weighted vote of their findings and a summary of their outcomes. Filters restrict the "
         "candidates before the search, so k hits come back whenever k cases match. Cases of the query's own "
-        "patient are left out (when known: indexed case, indexed image, DICOM with a patient id).",
+        "patient are left out (when known: indexed case, indexed image, DICOM with a patient id). By default "
+        "only cases of the query's view family are searched (frontal PA/AP or lateral; from the DICOM "
+        "ViewPosition, the indexed case, or the view classifier stored with the model); --any-view widens it.",
     )
     p.add_argument("query", metavar="IMAGE_OR_ID", nargs="?", default=None,
                    help="image file, or the id of an indexed case (or search with a PACS study: --dicomweb)")
@@ -45,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only the same patient's other images (prior studies) instead of excluding them")
     p.add_argument("--include-same-patient", action="store_true",
                    help="do not leave out the query patient's other images")
+    p.add_argument("--any-view", action="store_true",
+                   help="search every view (default: only the query's view family, frontal PA/AP or lateral)")
+    p.add_argument("--query-view", default=None, metavar="VIEW",
+                   help="the query's view when the file does not say it (e.g. PA, LATERAL)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     g = p.add_argument_group("query from a PACS (DICOMweb; see docs/pacs.md)")
     g.add_argument("--dicomweb", metavar="URL", default=None, help="DICOMweb root of the PACS, e.g. "
@@ -80,16 +86,47 @@ def _fmt(v: Any, width: int) -> str:
 
 
 def _table(res: Any) -> str:
-    cols = [("rank", 4), ("id", 8), ("sim", 6), ("source", 18), ("view", 9), ("sex", 3), ("age", 5),
-            ("findings", 34), ("prognosis", 30)]
-    lines = ["  ".join(name.ljust(w) for name, w in cols)]
+    """One line per hit; the last column (prognosis) is never cut."""
+    cols = [("rank", 4), ("id", 8), ("sim", 6), ("patient", 8), ("day", 5), ("source", 18), ("view", 9),
+            ("sex", 3), ("age", 5), ("findings", 34), ("prognosis", 0)]
+    lines = ["  ".join(name.ljust(w) for name, w in cols).rstrip()]
     for h in res.hits:
         c = h.case
         prog = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in c.prognosis.items() if v is not None)
         age = None if c.age is None else f"{c.age:g}"
-        vals = [h.rank, c.id, f"{h.similarity:.3f}", c.source, c.view, c.sex, age, "|".join(c.findings), prog]
-        lines.append("  ".join(_fmt(v, w).ljust(w) for v, (_, w) in zip(vals, cols)))
+        day = None if c.day_offset is None else f"{c.day_offset:g}"
+        patient = c.patient[2:8] if c.patient else None  # short pseudonym: enough to see films of one patient
+        vals = [h.rank, c.id, f"{h.similarity:.3f}", patient, day, c.source, c.view, c.sex, age,
+                "|".join(c.findings)]
+        cells = [_fmt(v, w).ljust(w) for v, (_, w) in zip(vals, cols)]
+        lines.append("  ".join(cells + [prog or "-"]))
     return "\n".join(lines)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _header(res: Any, views: list[str] | None = None) -> list[str]:
+    """The query's own facts, its view and where it came from, and whether it is an indexed case."""
+    out = []
+    facts = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                      for k, v in res.query_facts.items())
+    if facts:
+        out.append(f"query: {facts}")
+    qv = res.query_view
+    if qv is not None:
+        said = qv.view or qv.family or "unknown"
+        how = {"given": "as given", "dicom": "from the DICOM ViewPosition", "index": "as indexed",
+               "classifier": f"by the view classifier, lateral score {qv.lateral_score}",
+               "unknown": "no view tag, and no view classifier for this model"}.get(qv.source, qv.source)
+        fam = res.meta.get("view_family")
+        scope = (f"neighbours: {fam} films only (--any-view widens)" if fam else
+                 f"neighbours: views {', '.join(views)} (your --view)" if views else "neighbours: every view")
+        out.append(f"query view: {said} ({how}); {scope}")
+    if res.query_id is not None:
+        out.append(f"this film is already in the index as case {res.query_id} (left out of the hits)")
+    return out
 
 
 def _search_pacs(args: argparse.Namespace, engine: Any, filters: Any, flags: dict[str, bool]) -> Any:
@@ -102,7 +139,8 @@ def _search_pacs(args: argparse.Namespace, engine: Any, filters: Any, flags: dic
         raise QueryError("a PACS query is --dicomweb URL with --study UID or --series UID (and no image)")
     client = connect(args.dicomweb, PacsAuth.from_options(args.dicomweb_auth, args.dicomweb_token))
     out = search_study(engine, client, study=args.study, series=args.series, k=args.k, filters=filters,
-                       make_kos=bool(args.kos_out), store=args.store, **flags)
+                       make_kos=bool(args.kos_out), store=args.store, **flags,
+                       view_scope="any" if args.any_view else "same", query_view=args.query_view)
     if args.kos_out is not None:
         out.kos.save_as(args.kos_out, enforce_file_format=True)
     if out.kos is not None:
@@ -132,28 +170,29 @@ def run(args: argparse.Namespace) -> int:
 
         raise QueryError("name the query: an image file, a case id, or --dicomweb URL --study UID")
     else:
-        res = engine.search(_query(args.query), k=args.k, filters=filters, with_attention=False, **flags)
+        res = engine.search(_query(args.query), k=args.k, filters=filters, with_attention=False, **flags,
+                            view_scope="any" if args.any_view else "same", query_view=args.query_view)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0
     if res.ood is not None:
         print(_ood_line(res.ood))
+    for line in _header(res, args.view):
+        print(line)
     if not res.hits:
-        print("no matching cases (relax the filters?)")
+        views = ", ".join(f"{v} ({n})" for v, n in engine.stats().by_view.items())
+        print(f"no matching cases (relax the filters?); views in this index: {views or 'none recorded'}")
         return 0
     print(_table(res))
-    if res.calibrated:
-        print("\nvote (calibrated probability, raw similarity-weighted share, neighbours with the finding):")
-        for name, c in list(res.calibrated.items())[:10]:
-            prob = "   - " if c.probability is None else f"{c.probability:5.2f}"
-            print(f"  {prob}  (raw {c.raw:4.2f}, {c.neighbours}/{c.of} neighbours)  {name}")
-    else:
-        print("\nvote (similarity-weighted share of neighbours with each finding):")
-        for name, score in list(res.vote.items())[:10]:
-            print(f"  {score:5.2f}  {name}")
+    print("\nvote (similarity-weighted share of the neighbours with each finding; n films, m patients"
+          + ("; calibrated probability" if res.calibrated else "") + "):")
+    for v in res.vote_detail[:15]:
+        cal = f", calibrated {v.calibrated:.0%}" if v.calibrated is not None else ""
+        print(f"  {v.share:6.0%}  {'  ' * v.depth}{v.finding}  ({_n(v.neighbours, 'film')}, {_n(v.patients, 'patient')}{cal})")
     known = {k: v for k, v in res.prognosis.items() if v.known}
     if known:
-        print("\noutcomes among the neighbours:")
+        print("\noutcomes among the neighbours (each patient once, latest known value):")
         for name, o in known.items():
-            print(f"  {name}: {o.positive}/{o.known} positive ({o.share:.0%})")
+            print(f"  {name}: {o.patients_positive}/{o.patients_known} patients positive "
+                  f"({o.patient_share:.0%}; {o.positive}/{o.known} films)")
     return 0

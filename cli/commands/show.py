@@ -16,16 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Then standardize it (grey, clip the brightest 1%, rescale, optional equalization, resize and pad "
         "to a square) and write the result as an 8-bit PNG, so you can check what the encoder gets. "
         "The metadata printed is the de-identified allow-list (no names, ids, dates or institution). "
-        "Example: cxr show scan.dcm --out preview.png --size 512 --equalize clahe",
+        "Example: cxr show scan.dcm --out out/preview.png --size 512 --equalize clahe",
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="image file: PNG, JPEG or DICOM")
     parser.add_argument("--out", "-o", type=Path, default=None,
                         help="PNG file to write (without it only the metadata is printed)")
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT",
-                        help="use the standardization stored in this model checkpoint (what that model sees); "
-                        "--size/--equalize/--clip-high still override it")
+                        help="use the standardization stored in this model checkpoint (default: the released "
+                        "model's, 128 px: what it sees); --size/--equalize/--clip-high still override it")
     parser.add_argument("--size", type=int, default=None,
-                        help="side of the square output in pixels (default: the standard 224)")
+                        help="side of the square output in pixels (default: the checkpoint's, 128 for the released model)")
     parser.add_argument("--equalize", choices=("none", "hist", "clahe"), default=None,
                         help="histogram equalization after clipping (default: none)")
     parser.add_argument("--clip-high", type=float, default=None, metavar="PCT",
@@ -49,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix.lower() != ".png":
         raise CXRError(f"--out must name a .png file (got {args.out.name}); previews are always PNG")
     img = read_image(args.path, correct_photometric=not args.raw_photometric)
-    defaults = StandardizeConfig()
-    if args.checkpoint is not None:
-        from embed.models.checkpoint import read_checkpoint
+    from embed.models import released_model_path
+    from embed.models.checkpoint import read_checkpoint
 
-        defaults = StandardizeConfig.from_dict(read_checkpoint(args.checkpoint).get("std_cfg") or None)
+    # "What the model sees" means the released model unless another checkpoint is named.
+    ckpt = args.checkpoint if args.checkpoint is not None else released_model_path()
+    defaults = StandardizeConfig.from_dict(read_checkpoint(ckpt).get("std_cfg") or None)
     cfg = StandardizeConfig(
         size=args.size if args.size is not None else defaults.size,
         equalize=args.equalize or defaults.equalize,

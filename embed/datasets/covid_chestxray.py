@@ -54,6 +54,22 @@ _FLAT_TO_HIERARCHY = {
 _QUALIFIERS = {"Viral", "Bacterial", "Fungal", "Lipoid", "Aspiration"}
 
 
+def _finding_parents() -> dict[str, str]:
+    """child -> parent finding name, in the names parse_finding emits ("COVID-19" -> "Viral Pneumonia")."""
+    out: dict[str, str] = {}
+    for path in _FLAT_TO_HIERARCHY.values():
+        segs = path.split("/")
+        names = [norm_finding(segs[0])] + [f"{s} {segs[0]}" if s in _QUALIFIERS else norm_finding(s) for s in segs[1:]]
+        for child, parent in zip(names[1:], names[:-1]):
+            out.setdefault(child, parent)
+    return out
+
+
+#: The finding hierarchy of this source (a COVID-19 film is also viral pneumonia and pneumonia):
+#: displays show a finding once, under its parent, instead of three equal shares.
+FINDING_PARENTS: dict[str, str] = _finding_parents()
+
+
 def parse_finding(raw: str | None) -> tuple[list[str], bool]:
     """``finding`` -> (findings list, todo flag).
 

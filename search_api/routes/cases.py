@@ -5,18 +5,48 @@ Ids are integers looked up in the store; no client value ever becomes a path.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from index.engine import SearchEngine
-from index.schemas import CaseRow
+from index.schemas import CaseRow, SearchFilters
 from search_api.deps import EngineDep, SettingsDep, parse_query_params, run_blocking
-from search_api.params import (MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery, SamePatientQuery,
-                               SexQuery)
+from search_api.params import (MAX_VIEW_LEN, MIN_THUMB_SIZE, AgeQuery, CaseId, FlagQuery, ListQuery,
+                               SamePatientQuery, SexQuery, ViewScope)
 from search_api.results import case_out, search_response
-from search_api.schemas import ERROR_RESPONSES, CaseOut, ErrorResponse, SearchResponse
+from search_api.schemas import ERROR_RESPONSES, CaseListResponse, CaseOut, ErrorResponse, SearchResponse
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such case"}}
+MAX_PAGE = 200
+
+
+@router.get("", response_model=CaseListResponse, responses=ERROR_RESPONSES, summary="Browse the indexed cases")
+async def list_cases(
+    request: Request,
+    engine: EngineDep,
+    offset: int = Query(0, ge=0, le=2**62, description="cases to skip (id order)"),
+    limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"cases per page, at most {MAX_PAGE}"),
+    view: ListQuery = None,
+    view_family: Literal["frontal", "lateral"] | None = Query(None, description="frontal (PA/AP) or lateral"),
+    sex: SexQuery = None,
+    age_min: AgeQuery = None,
+    age_max: AgeQuery = None,
+    source: ListQuery = None,
+    finding: ListQuery = None,
+) -> CaseListResponse:
+    """A page of cases in id order with the search filters (for example pickers and browsing)."""
+    try:
+        filters = SearchFilters(view=view, view_family=view_family, sex=sex, age_min=age_min, age_max=age_max,
+                                source=source, finding=finding)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    total, rows = await run_blocking(request, engine.list_cases, filters, offset, limit)
+    request.state.result_count = len(rows)
+    return CaseListResponse(total=total, offset=offset, limit=limit, cases=[case_out(r) for r in rows])
 
 
 def _get_case(engine: SearchEngine, case_id: int) -> CaseRow:
@@ -75,6 +105,8 @@ async def similar(
     finding: ListQuery = None,
     same_patient: SamePatientQuery = "exclude",
     attention: FlagQuery = False,
+    view_scope: ViewScope = Query("same", description="same view family as the case, or any view"),
+    query_view: str | None = Query(None, max_length=MAX_VIEW_LEN, description="override the case's view"),
 ) -> SearchResponse:
     """Search with an indexed case as the query; its own images (same patient) are excluded by default."""
     p = parse_query_params(list(request.query_params.multi_items()), settings.max_k, attention_default=False)
@@ -82,7 +114,8 @@ async def similar(
 
     def work() -> SearchResponse:
         _get_case(engine, case_id)
-        result = engine.search(case_id, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
+        result = engine.search(case_id, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
+                               **p.view_options())
         result.hits = [h for h in result.hits if h.case.id != case_id]
         return search_response(result, p.k, request.app.state.model_sha)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from embed.errors import CXRError
 from search_api.deps import EngineDep, QueryParams, SettingsDep, run_blocking
-from search_api.params import Age, Sex
+from search_api.params import MAX_VIEW_LEN, Age, Sex, ViewScope
 from search_api.results import search_response
 from search_api.schemas import ERROR_RESPONSES, ErrorResponse, SearchResponse
 from search_api.settings import APISettings
@@ -53,8 +53,10 @@ class PacsSearchRequest(BaseModel):
     """One of ``study`` (a handle from /v1/pacs/studies), ``study_uid`` or ``series_uid``; then the usual options."""
 
     # "exactly one of" stated in the schema too, so schema-driven clients send valid requests
+    # (the chosen one must be a string, not an explicit null)
     model_config = {"extra": "forbid", "json_schema_extra": {"oneOf": [
-        {"required": ["study"]}, {"required": ["study_uid"]}, {"required": ["series_uid"]}]}}
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("study", "study_uid", "series_uid")]}}
 
     study: str | None = Field(None, pattern=r"^u_[0-9a-f]{16}$")
     study_uid: str | None = Field(None, max_length=64, pattern=_UID)
@@ -68,6 +70,8 @@ class PacsSearchRequest(BaseModel):
     finding: list[str] | None = None
     same_patient: Literal["exclude", "include", "only"] = "exclude"
     attention: bool = True
+    view_scope: ViewScope = Field("same", description="same: the query's view family only; any: every view")
+    query_view: str | None = Field(None, max_length=MAX_VIEW_LEN, description="the query's view, if known better")
     store: bool = Field(False, description="send the similar cases back to the PACS as a Key Object Selection note")
 
     @model_validator(mode="after")
@@ -124,7 +128,8 @@ async def search_dicomweb(body: PacsSearchRequest, request: Request, engine: Eng
         client = _client(settings)
         study = resolve_study(client, body.study) if body.study else body.study_uid
         out = search_study(engine, client, study=study, series=body.series_uid, k=params.k, filters=filters,
-                           with_attention=params.attention, store=body.store, **params.patient_flags())
+                           with_attention=params.attention, store=body.store, **params.patient_flags(),
+                           **params.view_options())
         base = search_response(out.result, params.k, request.app.state.model_sha)
         return PacsSearchResponse(**base.model_dump(), query=out.query_key, kos_stored=out.stored,
                                   kos_referenced=out.referenced)

@@ -61,7 +61,8 @@ async def search(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     query = await embed_upload(request, engine, data)
 
     def work() -> SearchResponse:
-        result = engine.search(query, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags())
+        result = engine.search(query, k=p.k, filters=filters, with_attention=p.attention, **p.patient_flags(),
+                               **p.view_options())
         return search_response(result, p.k, request.app.state.model_sha)
 
     response = await run_blocking(request, work)
@@ -71,13 +72,16 @@ async def search(request: Request, engine: EngineDep, settings: SettingsDep) -> 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=UPLOAD_ERRORS,
              summary="kNN vote of an uploaded image",
-             openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding")))
+             openapi_extra=_upload_body(("file", "k", "view", "sex", "age_min", "age_max", "source", "finding",
+                                         "view_scope", "query_view")))
 async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -> ClassifyResponse:
     """Only the similarity-weighted vote of the k neighbours per finding (no images returned)."""
-    data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
+    data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding",
+                                                       "view_scope", "query_view"))
     filters = p.filters()
     query = await embed_upload(request, engine, data)
-    result = await run_blocking(request, engine.search, query, k=p.k, filters=filters, with_attention=False)
+    result = await run_blocking(request, engine.search, query, k=p.k, filters=filters, with_attention=False,
+                                **p.view_options())
     request.state.result_count = len(result.vote)
     return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in result.vote.items()}, ood=result.ood,
                             calibrated_vote=dict(result.calibrated))

@@ -130,7 +130,28 @@ def tiny_index(tmp_path_factory) -> tuple[Path, Path]:
         res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=base_env(tmp), capture_output=True, text=True,
                              timeout=300)
     assert res.returncode == 0, f"index build failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+    label_views(out)
     return out, corpus
+
+
+def label_views(index_dir: Path) -> None:
+    """Give the generated films views (every 4th lateral) and the index a view classifier for the tiny model.
+
+    The classifier's weights are zero and its bias says "frontal" (lateral score 0.02): it stands
+    for the released model's trained one, so uploads of PNGs get a view the page shows and uses.
+    """
+    import sqlite3
+
+    from index.manifest import Manifest
+    from index.store import STORE_FILE
+    from index.views import INDEX_FILE, ViewClassifier
+
+    conn = sqlite3.connect(index_dir / STORE_FILE)
+    conn.execute("UPDATE cases SET view = CASE WHEN id % 4 = 0 THEN 'LATERAL' ELSE 'PA' END")
+    conn.commit()
+    conn.close()
+    m = Manifest.read(index_dir)
+    ViewClassifier(weights=[0.0] * m.embed_dim, bias=-4.0, model_sha256=m.model_sha256).save(index_dir / INDEX_FILE)
 
 
 @pytest.fixture(scope="session")

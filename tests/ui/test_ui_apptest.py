@@ -43,27 +43,37 @@ def test_example_query_shows_hits_vote_and_outcomes(monkeypatch, api_server):
     k = at.sidebar.slider(key="k").value
     assert 0 < len(result["hits"]) <= k
     text = _texts(at)
-    assert "kNN vote" in text and "similar cases" in text
-    assert "similarity" in text
-    # the vote's top label is written out with its probability
-    top_label, top_p = max(result["vote"].items(), key=lambda kv: kv[1])
-    assert f"**{top_label}** {top_p:.0%}" in text
-    # one "open" button per hit
+    assert "kNN vote (similarity-weighted)" in text and "similar cases" in text and "How to read this" in text
+    assert "similarity" in text and "patient " in text and "day " in text  # cards: short pseudonym, day offset
+    assert "View:" in text and "**Query:**" in text
+    # one "open in viewer" and one "search from this case" button per hit
     opens = [b for b in at.button if b.key and b.key.startswith("open_")]
-    assert len(opens) == len(result["hits"])
+    froms = [b for b in at.button if b.key and b.key.startswith("from_")]
+    assert len(opens) == len(froms) == len(result["hits"])
 
 
-def test_open_a_result_beside_the_query(monkeypatch, api_server):
+def test_search_from_a_neighbour(monkeypatch, api_server):
     at = _by_example(_page(monkeypatch, api_server.url, api_server.key))
-    first = at.session_state["result"]["hits"][1]["case"]["id"]
-    at.button(key=f"open_{first}").click().run()
-    assert at.session_state["selected_case"] == first
-    assert f"Query beside case {first}" in _texts(at)
+    neighbour = at.session_state["result"]["hits"][0]["case"]["id"]
+    at.button(key=f"from_{neighbour}").click().run()
+    assert not at.exception
+    assert any(f"Searching from indexed case {neighbour}" in i.value for i in at.info)
+    result = at.session_state["result"]
+    assert result["hits"] and neighbour not in {h["case"]["id"] for h in result["hits"]}
+    at.button(key="back_to_query").click().run()
+    assert at.session_state["from_case"] is None
+
+
+def test_open_a_result_in_the_viewer(monkeypatch, api_server):
+    at = _by_example(_page(monkeypatch, api_server.url, api_server.key))
+    second = at.session_state["result"]["hits"][1]["case"]["id"]
+    at.button(key=f"open_{second}").click().run()
+    assert at.session_state["selected_case"] == second
+    assert any(f"Everything recorded for case {second}" in e.label for e in at.expander)
     table = at.table[0].value
-    assert "patient" in set(table["field"]) and "image_path" not in set(table["field"])
-    at.button(key="close_detail").click().run()
-    assert at.session_state["selected_case"] is None
-    assert "Query beside case" not in _texts(at)
+    fields = set(table["field"])
+    assert "patient (pseudonym)" in fields and "image_path" not in fields and "sha256" not in fields
+    assert not any(f.startswith("prognosis.") for f in fields)  # plain labels, not raw field names
 
 
 def test_sidebar_filters_reach_the_search(monkeypatch, api_server):
@@ -80,7 +90,7 @@ def test_changing_the_example_reruns_the_search(monkeypatch, api_server):
     box = at.selectbox(key="example_case")
     assert len(box.options) >= 2
     before = at.session_state["result_key"]
-    second = int(box.options[1].split(" ")[1])  # options read "case 17 · source · findings"
+    second = int(box.options[1].split(" ")[1])  # options read "case 17 · source · view · findings"
     assert second != box.value
     box.set_value(second).run()
     assert at.session_state["example_case"] == second

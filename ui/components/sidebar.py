@@ -9,6 +9,7 @@ import streamlit as st
 from ui.client import SearchParams
 
 DEFAULT_VIEWS = ["PA", "AP", "AP Supine", "LATERAL"]
+QUERY_VIEWS = ["as detected", "PA", "AP", "LATERAL"]
 SAME_PATIENT_LABELS = {
     "exclude": "Exclude the query's own patient",
     "include": "Include the query's own patient",
@@ -44,19 +45,12 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) else 0.0
 
 
-def example_ids(stats: dict[str, Any] | None, n: int = 12) -> list[int]:
-    """Case ids spread over the index (ids are assigned in build order, so this spans sources).
+def source_names(stats: dict[str, Any] | None) -> list[str]:
+    return _names(stats, "sources", "by_source")
 
-    The API has no listing endpoint; ids may start at 0 or 1 and have gaps after
-    removals, so the page drops the candidates that turn out not to exist.
-    """
-    total = int((stats or {}).get("cases") or 0)
-    if total <= 0:
-        return []
-    if total <= n:
-        return list(range(0, total + 1))
-    step = total / n
-    return sorted({int(i * step) for i in range(n)} | {total})
+
+def finding_names(stats: dict[str, Any] | None) -> list[str]:
+    return _names(stats, "findings", "by_finding")
 
 
 def search_controls(stats: dict[str, Any] | None) -> SearchParams:
@@ -71,15 +65,21 @@ def search_controls(stats: dict[str, Any] | None) -> SearchParams:
     age_min = age_max = None
     if use_age:
         age_min, age_max = sb.slider("Age range (years)", 0, 100, (0, 100), key="f_age")
-    source = sb.multiselect("Source", _names(stats, "sources", "by_source"), key="f_source")
-    finding = sb.multiselect("Finding", _names(stats, "findings", "by_finding"), key="f_finding",
+    source = sb.multiselect("Source", source_names(stats), key="f_source")
+    finding = sb.multiselect("Finding", finding_names(stats), key="f_finding",
                              help="Cases having any of the selected findings")
     same = sb.radio("Same patient", list(SAME_PATIENT_LABELS), format_func=SAME_PATIENT_LABELS.get,
                     key="f_same_patient",
                     help="The patient is known for indexed examples and for DICOM uploads with a patient id.")
+    same_view = sb.checkbox("Only films of the query's view (frontal or lateral)", value=True, key="f_same_view",
+                            help="Frontal = PA/AP. The query's view comes from its DICOM header, the index, or the "
+                                 "view classifier. Untick to search every view. A View filter above wins.")
+    qview = sb.selectbox("The query's view", QUERY_VIEWS, key="f_query_view",
+                         help="Set it when the file does not say, or says wrong.")
     return SearchParams(
         k=int(k), view=list(view), sex=None if sex_label == "Any" else sex_label,
         age_min=float(age_min) if age_min is not None else None,
         age_max=float(age_max) if age_max is not None else None,
         source=list(source), finding=list(finding), same_patient=str(same),
+        view_scope="same" if same_view else "any", query_view=None if qview == QUERY_VIEWS[0] else qview,
     )
