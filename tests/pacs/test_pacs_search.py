@@ -78,6 +78,7 @@ def test_kos_stored_read_back_and_references_the_right_instances(pacs, engine, c
     text = next(i.TextValue for i in ds.ContentSequence
                 if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "113012")  # the description
     assert "most similar past cases" in text and "Vote:" in text and "survival" in text
+    assert " patients (" in text and " films)" in text  # outcomes per patient, the film count beside
     for f in pacs.films:
         assert f.patient_id not in text
 
