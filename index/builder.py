@@ -24,8 +24,9 @@ from index.embedding import hash_files
 from index.faiss_index import VectorIndex
 from index.layout import disk_size, staging
 from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
-from index.selection import IndexSpec, choose_index
+from index.selection import IVF_TYPES, IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
+from index.tuning import DEFAULT_RECALL, apply, tune
 from index.vectors import VectorTable, save_vectors
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
@@ -149,6 +150,9 @@ def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, 
     dim = manifest.embed_dim
     save_vectors(tmp, ids, vectors)
     vindex = VectorIndex.build(spec, vectors, ids, dim) if len(ids) else VectorIndex.create(IndexSpec("flat"), dim)
+    if vindex.spec.type != "flat":  # search knobs measured on the index's own vectors (index.tuning)
+        target = float(vindex.spec.params.get("recall_target") or DEFAULT_RECALL)
+        vindex.spec.params = apply(vindex.spec.params, tune(vindex, vectors, ids, recall=target))
     vindex.save(tmp)
     manifest.index_type = vindex.spec.type
     manifest.index_params = dict(vindex.spec.params)
@@ -160,9 +164,11 @@ def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, 
     return vindex
 
 
-def _spec(n: int, dim: int, requested: str) -> IndexSpec:
+def _spec(n: int, dim: int, requested: str, recall: float | None = None) -> IndexSpec:
     spec = choose_index(n, dim, override=requested)
-    if spec.type in ("ivf", "ivfpq") and n < int(spec.params["nlist"]):
+    if recall is not None:
+        spec.params["recall_target"] = float(recall)
+    if spec.type in IVF_TYPES and n < int(spec.params["nlist"]):
         log.warning("only %d vectors: too few to train %s with %d lists; using an exact index", n, spec.type,
                     spec.params["nlist"])
         spec = IndexSpec("flat", reason=f"{n} vectors are too few for {requested}")
@@ -183,11 +189,13 @@ def build_index(
     keep_old: bool = False,
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
+    recall: float | None = None,
 ) -> BuildReport:
     """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
 
     Cases already in an existing ``out`` keep their ids; built with the same model, their
-    vectors are reused instead of re-embedded.
+    vectors are reused instead of re-embedded. Approximate indices are tuned to ``recall``
+    (default: the existing index's target, else index.tuning.DEFAULT_RECALL).
     """
     t0 = time.time()
     out = Path(out).resolve()
@@ -206,6 +214,7 @@ def build_index(
         known, next_id = old.sha_to_id(), old.max_id() + 1
         old.close()
         try:
+            recall = recall if recall is not None else Manifest.read(out).index_params.get("recall_target")
             check_compatible(Manifest.read(out), model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
                              index_dir=out)
             reuse = VectorTable(out)
@@ -214,7 +223,7 @@ def build_index(
     cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
                                 keep_known=True, batch_size=batch_size, workers=workers, progress=progress)
     ids = np.array([c.id for c in cases], dtype=np.int64)
-    spec = _spec(len(ids), embedder.embed_dim, index_type)
+    spec = _spec(len(ids), embedder.embed_dim, index_type, recall)
     manifest = Manifest(
         model_sha256=embedder.model_sha256, model_path=str(Path(model).resolve()) if model else None,
         model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
@@ -334,15 +343,18 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
     return len(gone)
 
 
-def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False) -> BuildReport:
-    """Recreate the FAISS index from the stored vectors: compacts tombstones, may change the type."""
+def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False,
+                  recall: float | None = None) -> BuildReport:
+    """Recreate the FAISS index from the stored vectors: compacts tombstones, may change the type, and
+    tunes again to ``recall`` (default: the target the index was tuned to)."""
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
     manifest, store, table = _open_parts(index_dir)
     live = store.all_ids()
     dead = store.deleted_ids()
     requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
-    spec = _spec(len(live), manifest.embed_dim, requested)
+    spec = _spec(len(live), manifest.embed_dim, requested,
+                 recall if recall is not None else manifest.index_params.get("recall_target"))
     with staging(index_dir, keep_old=keep_old) as tmp:
         new_store = store.backup_to(tmp / STORE_FILE)
         store.close()

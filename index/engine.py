@@ -25,7 +25,7 @@ from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.prepared import PreparedQuery
 from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
-from index.selection import IndexSpec
+from index.selection import RERANK_FACTOR, IndexSpec, rerank_depth  # noqa: F401 - RERANK_FACTOR re-exported
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
 from index.voting import knn_vote, prognosis_summary
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 #: through FAISS with an id bitmap (at 10^6 cases, gathering 10^4 vectors cost more than IVF).
 EXACT_SUBSET_MAX = 5_000
 MAX_K = 1000
-#: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
-RERANK_FACTOR = 20
 
 
 def _upsample01(attn: np.ndarray, size: int) -> np.ndarray:
@@ -229,7 +227,7 @@ class SearchEngine:
 
     def _fetch(self, k: int) -> int:
         """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
-        return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type == "ivfpq" else k
+        return rerank_depth(self.vindex.spec, k)
 
     def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
                exclude_same_patient: bool = True, same_patient_only: bool = False,
