@@ -155,7 +155,8 @@ def _pacs_call(what: str, fn: Callable[[], Any]) -> Any:
         status = exc.response.status_code if exc.response is not None else None
         if status in (401, 403):
             raise PacsError(f"the PACS refused the credentials ({status}) while trying to {what}: "
-                            "check --dicomweb-auth / CXR_DICOMWEB_AUTH") from None
+                            "check the PACS credentials (--dicomweb-auth, CXR_DICOMWEB_AUTH, or CXR_API_DICOMWEB_AUTH "
+                            "for the API)") from None
         if status == 404:
             raise PacsNotFoundError(f"the PACS has nothing for that request ({what})") from None
         raise PacsError(f"the PACS answered HTTP {status} while trying to {what}") from None

@@ -106,3 +106,10 @@ def test_upload_mode_waits_for_a_file(monkeypatch, api_server):
     assert at.radio(key="query_mode").value == "Upload an image"
     assert any("Upload a chest X-ray" in i.value for i in at.info)
     assert "result" not in at.session_state  # nothing searched without a query
+
+
+def test_from_pacs_tab_without_a_pacs_says_how_to_configure_one(monkeypatch, api_server):
+    at = _page(monkeypatch, api_server.url, api_server.key)
+    at.radio(key="query_mode").set_value("From PACS").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("CXR_API_DICOMWEB_URL" in i.value for i in at.info)
