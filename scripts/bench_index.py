@@ -180,7 +180,7 @@ def gmm_sampler(corpus_index: Path, dim: int, components: int = 16, latent: int 
 
     def sample(n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        gm.random_state = seed
+        gm.random_state = np.random.RandomState(seed)  # an int would restart every chunk: 10x duplicated data
         out = np.empty((n, dim), np.float32)
         for s in range(0, n, 100_000):
             m = min(100_000, n - s)
