@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch and torchvision come from this machine's disk; install them first so no resolver pulls another build
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,pacs]'
+	$(BIN)/pip install -q -e '.[dev,pacs,distributed]' torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,6 +22,8 @@ from embed.errors import CXRError
 if TYPE_CHECKING:  # annotations only: pyarrow is imported where it is used
     import pyarrow as pa
 
+    from embed.pipeline import Runner
+
 log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = "cxr-search-features/1"
@@ -31,6 +33,8 @@ META_PREFIX = "cxr."
 def features_table(records: Sequence[Any], emb: np.ndarray, *, metadata: dict[str, str]):
     """The pyarrow Table of one row per record (see module doc)."""
     import pyarrow as pa
+
+    from embed.pipeline import Runner
 
     from embed.cases import features_columns
 
@@ -68,8 +72,13 @@ def export_features(
     workers: int = 0,
     device: str | None = None,
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
-    """Load datasets, embed every case, write the parquet; returns a summary dict."""
+    """Load datasets, embed every case, write the parquet; returns a summary dict.
+
+    ``runner`` (an :class:`embed.pipeline.Runner`, e.g. :class:`embed.ray_runner.RayRunner`) drives
+    the pipeline; default the local DataLoader runner with ``batch_size`` and ``workers``.
+    """
     from embed.datasets import load_datasets
     from embed.inference import Embedder
     from embed.pipeline import embed_paths
@@ -82,7 +91,7 @@ def export_features(
         raise CXRError(f"no cases found in {', '.join(specs)}: check the paths and kinds (`cxr datasets inspect`)")
     embedder = Embedder.from_checkpoint(model_path, device=device, batch_size=batch_size)
     res = embed_paths(embedder, [r.image_path for r in load.records], batch_size=batch_size, workers=workers,
-                      progress=progress)
+                      progress=progress, runner=runner)
     kept, emb = res.positions.tolist(), res.vectors
     skipped = [(load.records[f.pos].case_id, f.reason) for f in res.failures]
     if not kept:

@@ -8,10 +8,11 @@ adds nothing, and a case keeps its id across rebuilds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,8 @@ import numpy as np
 
 from embed.errors import IndexStateError
 from embed.pipeline import embed_paths
+from index.backend import backend_params, create_filled, drop_replaced, open_backend
 from index.embedding import hash_files
-from index.faiss_index import VectorIndex
 from index.layout import disk_size, staging
 from index.manifest import MANIFEST_FILE, Manifest, check_compatible, std_dict, std_fingerprint
 from index.selection import IVF_TYPES, IndexSpec, choose_index
@@ -31,6 +32,7 @@ from index.vectors import VectorTable, save_vectors
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
     from embed.inference import Embedder
+    from embed.pipeline import Runner
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ def _new_cases(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> tuple[list[StoredCase], np.ndarray]:
     """Hash, deduplicate and embed records into StoredCases with vectors.
 
@@ -130,7 +133,7 @@ def _new_cases(
         else:
             todo.append(j)
     out = embed_paths(embedder, [chosen[j][0].image_path for j in todo], batch_size=batch_size,
-                      workers=workers, progress=progress)
+                      workers=workers, progress=progress, runner=runner)
     for p, vec in zip(out.positions, out.vectors):
         vectors[todo[p]] = vec
         ok[todo[p]] = True
@@ -145,22 +148,32 @@ def _new_cases(
 
 
 def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, spec: IndexSpec,
-           manifest: Manifest) -> VectorIndex:
-    """Write vectors, FAISS index and manifest (last: its presence marks a complete folder)."""
-    dim = manifest.embed_dim
+           manifest: Manifest) -> Any:
+    """Write vectors, the backend index and the manifest (last: its presence marks a complete folder).
+
+    FAISS writes ``index.faiss`` into ``tmp``; Milvus fills a new collection that the manifest names.
+    """
     save_vectors(tmp, ids, vectors)
-    vindex = VectorIndex.build(spec, vectors, ids, dim) if len(ids) else VectorIndex.create(IndexSpec("flat"), dim)
-    if vindex.spec.type != "flat":  # search knobs measured on the index's own vectors (index.tuning)
+    if manifest.backend == "faiss" and not len(ids):
+        spec = IndexSpec("flat", reason="empty index")
+    vindex = create_filled(manifest, spec, store, ids, vectors)
+    if vindex.kind == "faiss" and vindex.spec.type != "flat":  # knobs measured on the index's own vectors
         target = float(vindex.spec.params.get("recall_target") or DEFAULT_RECALL)
         vindex.spec.params = apply(vindex.spec.params, tune(vindex, vectors, ids, recall=target))
-    vindex.save(tmp)
+    if vindex.kind == "faiss":
+        vindex.save(tmp)
     manifest.index_type = vindex.spec.type
     manifest.index_params = dict(vindex.spec.params)
     manifest.counts = {"cases": store.count(), "deleted": store.count(include_deleted=True) - store.count(),
                        "vectors": vindex.ntotal}
     manifest.updated_unix = time.time()
     store.close()
-    manifest.write(tmp)
+    try:
+        manifest.write(tmp)
+    except BaseException:
+        if vindex.kind == "milvus":
+            vindex.drop()
+        raise
     return vindex
 
 
@@ -190,15 +203,20 @@ def build_index(
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
     recall: float | None = None,
+    backend: str = "faiss",
+    milvus_uri: str | None = None,
+    runner: Runner | None = None,
 ) -> BuildReport:
     """Build ``out`` from datasets (KIND:PATH specs or CaseRecords), replacing it atomically.
 
     Cases already in an existing ``out`` keep their ids; built with the same model, their
     vectors are reused instead of re-embedded. Approximate indices are tuned to ``recall``
-    (default: the existing index's target, else index.tuning.DEFAULT_RECALL).
+    (default: the existing index's target, else index.tuning.DEFAULT_RECALL). ``backend="milvus"``
+    puts the vectors in a new collection at ``milvus_uri`` (default: a Milvus Lite file ``OUT.milvus.db``).
     """
     t0 = time.time()
     out = Path(out).resolve()
+    params = backend_params(backend, out, milvus_uri)
     if embedder is None:
         from embed.models import resolve_model_path
 
@@ -209,7 +227,9 @@ def build_index(
     known: dict[str, int] = {}
     reuse: VectorTable | None = None
     next_id = 1
+    old_manifest: Manifest | None = None
     if (out / MANIFEST_FILE).is_file() and (out / STORE_FILE).is_file():
+        old_manifest = Manifest.read(out)
         old = SQLiteStore(out / STORE_FILE, read_only=True)
         known, next_id = old.sha_to_id(), old.max_id() + 1
         old.close()
@@ -221,7 +241,8 @@ def build_index(
         except Exception as exc:  # noqa: BLE001 - another model: every image is embedded again
             log.info("existing index not reusable for vectors (%s): embedding every image", type(exc).__name__)
     cases, vectors = _new_cases(records, embedder, report, known=known, next_id=next_id, reuse=reuse,
-                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress)
+                                keep_known=True, batch_size=batch_size, workers=workers, progress=progress,
+                                runner=runner)
     ids = np.array([c.id for c in cases], dtype=np.int64)
     spec = _spec(len(ids), embedder.embed_dim, index_type, recall)
     manifest = Manifest(
@@ -229,12 +250,14 @@ def build_index(
         model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
         embed_dim=int(embedder.embed_dim), std_config=std_dict(embedder.std_cfg),
         std_fingerprint=std_fingerprint(embedder.std_cfg), index_type=spec.type, faiss_version=_faiss_version(),
-        history=[{"op": "build", "unix": time.time(), "added": len(cases)}],
+        history=[{"op": "build", "unix": time.time(), "added": len(cases)}], backend=backend, backend_params=params,
     )
     with staging(out, keep_old=keep_old) as tmp:
         store = SQLiteStore(tmp / STORE_FILE, create=True)
         store.add(cases)
         _write(tmp, store, ids, vectors, spec, manifest)
+    if not keep_old:
+        drop_replaced(old_manifest, manifest)
     report.total, report.added = len(cases), len(cases)
     report.index_type, report.reason, report.seconds = spec.type, spec.reason, time.time() - t0
     log.info(report.summary())
@@ -252,8 +275,18 @@ def _open_parts(index_dir: Path) -> tuple[Manifest, SQLiteStore, VectorTable]:
     return manifest, SQLiteStore(index_dir / STORE_FILE, read_only=True), VectorTable(index_dir, mmap=False)
 
 
-def _spec_of(manifest: Manifest) -> IndexSpec:
-    return IndexSpec(manifest.index_type, dict(manifest.index_params))
+@contextlib.contextmanager
+def _undo_on_failure(undo: list[Any]) -> Iterator[None]:
+    """Run the ``undo`` steps (in reverse) if the block fails: in-place Milvus edits follow the folder swap."""
+    try:
+        yield
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - keep undoing; the error that matters is re-raised
+                log.error("could not undo a Milvus change (%s): rebuild the index with `cxr index rebuild`", exc)
+        raise
 
 
 def add_to_index(
@@ -266,6 +299,7 @@ def add_to_index(
     workers: int | None = None,
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
+    runner: Runner | None = None,
 ) -> BuildReport:
     """Add new cases (by content hash) to an existing index built with the same model."""
     t0 = time.time()
@@ -279,17 +313,23 @@ def add_to_index(
     deleted = set(store.deleted_ids().tolist())
     revive = sorted({known[s] for s in hash_files([r.image_path for r in records]) if s in known} & deleted)
     cases, vectors = _new_cases(records, embedder, report, known=known, next_id=store.max_id() + 1,
-                                batch_size=batch_size, workers=workers, progress=progress)
+                                batch_size=batch_size, workers=workers, progress=progress, runner=runner)
     report.duplicates -= len(revive)
-    with staging(index_dir) as tmp:
+    undo: list[Any] = []
+    with _undo_on_failure(undo), staging(index_dir) as tmp:
         new_store = store.backup_to(tmp / STORE_FILE)
         store.close()
         new_store.add(cases)
         if revive:
             new_store.revive(revive)
-        vindex = VectorIndex.load(index_dir, _spec_of(manifest), mmap=False, use_gpu=False)
-        vindex.add(vectors, np.array([c.id for c in cases], dtype=np.int64))
-        vindex.save(tmp)
+        new_ids = np.array([c.id for c in cases], dtype=np.int64)
+        vindex = open_backend(index_dir, manifest, mmap=False, use_gpu=False)
+        if vindex.kind == "milvus":  # in place; undone below if the folder is not swapped in
+            vindex.insert(new_store.get(new_ids.tolist()), vectors)
+            undo.append(lambda: vindex.delete(new_ids))
+        else:
+            vindex.add(vectors, new_ids)
+            vindex.save(tmp)
         save_vectors(tmp, np.concatenate([table.ids, [c.id for c in cases]]).astype(np.int64),
                      np.concatenate([table.vectors, vectors]))
         manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
@@ -319,11 +359,18 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
         store.close()
         return 0
     gone = np.array(sorted(targets), dtype=np.int64)
-    with staging(index_dir) as tmp:
+    undo: list[Any] = []
+    with _undo_on_failure(undo), staging(index_dir) as tmp:
         new_store = store.backup_to(tmp / STORE_FILE)
         store.close()
-        vindex = VectorIndex.load(index_dir, _spec_of(manifest), mmap=False, use_gpu=False)
-        if vindex.can_remove:
+        vindex = open_backend(index_dir, manifest, mmap=False, use_gpu=False)
+        if vindex.kind == "milvus":  # in place; put back below if the folder is not swapped in
+            vindex.delete(gone)
+            undo.append(lambda: vindex.insert(new_store.get(gone.tolist()), table.get(gone)))
+            new_store.delete(gone)
+            keep = ~np.isin(table.ids, gone)
+            save_vectors(tmp, table.ids[keep], table.vectors[keep])
+        elif vindex.can_remove:
             vindex.remove(gone)
             new_store.delete(gone)
             keep = ~np.isin(table.ids, gone)
@@ -331,7 +378,8 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
         else:
             new_store.mark_deleted(gone)
             save_vectors(tmp, table.ids, table.vectors)
-        vindex.save(tmp)
+        if vindex.kind == "faiss":
+            vindex.save(tmp)
         manifest.counts = {"cases": new_store.count(), "vectors": vindex.ntotal,
                            "deleted": new_store.count(include_deleted=True) - new_store.count()}
         manifest.history.append({"op": "remove", "unix": time.time(), "removed": len(gone)})
@@ -344,9 +392,11 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
 
 
 def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False,
-                  recall: float | None = None) -> BuildReport:
-    """Recreate the FAISS index from the stored vectors: compacts tombstones, may change the type, and
-    tunes again to ``recall`` (default: the target the index was tuned to)."""
+                  recall: float | None = None, backend: str | None = None,
+                  milvus_uri: str | None = None) -> BuildReport:
+    """Recreate the FAISS index (or Milvus collection) from the stored vectors: compacts tombstones, may change
+    the type, tunes again to ``recall`` (default: the target the index was tuned to), and with ``backend``
+    moves the vectors to another backend without re-embedding any image."""
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
     manifest, store, table = _open_parts(index_dir)
@@ -355,12 +405,18 @@ def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_
     requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
     spec = _spec(len(live), manifest.embed_dim, requested,
                  recall if recall is not None else manifest.index_params.get("recall_target"))
+    old_manifest = manifest.model_copy(deep=True)
+    if backend is not None or milvus_uri is not None:
+        manifest.backend = backend or manifest.backend
+        manifest.backend_params = backend_params(manifest.backend, index_dir, milvus_uri)
     with staging(index_dir, keep_old=keep_old) as tmp:
         new_store = store.backup_to(tmp / STORE_FILE)
         store.close()
         new_store.delete(dead)
         manifest.history.append({"op": "rebuild", "unix": time.time(), "compacted": len(dead)})
         _write(tmp, new_store, live, table.get(live), spec, manifest)
+    if not keep_old:
+        drop_replaced(old_manifest, manifest)
     report = BuildReport(index_dir=str(index_dir), total=len(live), index_type=spec.type, reason=spec.reason,
                          seconds=time.time() - t0)
     log.info("rebuilt %s: %d cases, %d tombstones dropped, %s index", index_dir, len(live), len(dead), spec.type)
@@ -376,7 +432,7 @@ def index_stats(index_dir: str | Path) -> dict[str, Any]:
         stats = store.stats()
     finally:
         store.close()
-    if not (index_dir / "index.faiss").is_file():
+    if manifest.backend == "faiss" and not (index_dir / "index.faiss").is_file():
         raise IndexStateError(f"{index_dir} has no index.faiss; rebuild it with `cxr index build`")
     return {
         **stats,
@@ -389,4 +445,11 @@ def index_stats(index_dir: str | Path) -> dict[str, Any]:
         "created_unix": manifest.created_unix,
         "updated_unix": manifest.updated_unix,
         "size_bytes": disk_size(index_dir),
+        "backend": manifest.backend,
+        **({"milvus": _shown(manifest.backend_params)} if manifest.backend == "milvus" else {}),
     }
+
+
+def _shown(params: dict[str, Any]) -> dict[str, Any]:
+    """Milvus location for stats, without any credentials in a server URL."""
+    return {"uri": str(params.get("uri", "")).split("@")[-1], "collection": params.get("collection")}

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embed.errors import IndexStateError
+from index.backend import describe, open_backend
 from index.errors import CaseNotFoundError, QueryError
-from index.faiss_index import VectorIndex, gpu_count, set_search_threads
-from index.filters import FilterColumns
+from index.faiss_index import VectorIndex, set_search_threads
+from index.filters import FilterColumns, filters_to_milvus, quote
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.prepared import PreparedQuery
@@ -32,6 +33,7 @@ from index.voting import knn_vote, prognosis_summary
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
     from embed.inference import EmbeddedQuery, Embedder
+    from index.milvus_index import MilvusIndex
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ class _Query:
 class SearchEngine:
     """Similar-case search over one index folder; safe to share between threads."""
 
-    def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex,
+    def __init__(self, index_dir: Path, manifest: Manifest, store: SQLiteStore, vindex: VectorIndex | MilvusIndex,
                  table: VectorTable, embedder: Embedder) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
@@ -104,13 +106,13 @@ class SearchEngine:
         check_compatible(manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg, index_dir=index_dir)
         store = SQLiteStore(index_dir / STORE_FILE, read_only=True)
         set_search_threads()
-        vindex = VectorIndex.load(index_dir, IndexSpec(manifest.index_type, dict(manifest.index_params)), mmap=mmap)
+        vindex = open_backend(index_dir, manifest, mmap=mmap)
         table = VectorTable(index_dir)
         if table.dim != manifest.embed_dim:
             raise IndexStateError(f"{index_dir}: stored vectors have {table.dim} dims, manifest says "
                                   f"{manifest.embed_dim}; rebuild the index with `cxr index build`")
-        log.info("opened index %s: %d cases, %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
-                 manifest.index_type, manifest.model_sha256[:12])
+        log.info("opened index %s: %d cases, %s %s index, model %s…", index_dir, manifest.counts.get("cases", 0),
+                 manifest.backend, manifest.index_type, manifest.model_sha256[:12])
         return cls(index_dir, manifest, store, vindex, table, embedder)
 
     def close(self) -> None:
@@ -190,6 +192,8 @@ class SearchEngine:
         meta: dict[str, Any] = {"index_type": self.vindex.spec.type, "excluded": len(excluded), "exact": False}
         ex = np.fromiter(excluded, np.int64, len(excluded))
         fetch = self._fetch(k)
+        if self.vindex.kind == "milvus":
+            return self._pushed_down(q, k, fetch, filters if has_filters else None, ex, same_patient_only, meta)
         if same_patient_only or has_filters:
             if same_patient_only:
                 if not q.patient:
@@ -225,8 +229,27 @@ class SearchEngine:
             sims, ids = self.table.exact_search(q.vector, k, pool)
         return sims, ids, meta
 
+    def _pushed_down(self, q: _Query, k: int, fetch: int, filters: SearchFilters | None, ex: np.ndarray,
+                     same_patient_only: bool, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Milvus: filters, exclusions and the same-patient restriction become one boolean expression."""
+        clauses = [filters_to_milvus(filters)] if filters is not None else []
+        if same_patient_only:
+            if not q.patient:
+                raise QueryError("same-patient search needs a query whose patient is known: an indexed case "
+                                 "id, an indexed image, or a DICOM with a patient id")
+            clauses.append(f"patient == {quote(q.patient)}")
+        if len(ex):
+            clauses.append(f"id not in [{', '.join(str(int(i)) for i in np.sort(ex))}]")
+        expr = " and ".join(c for c in clauses if c)
+        sims, ids = self.vindex.search(q.vector, fetch, expr)
+        if fetch > k:  # compressed codes: re-score the candidates exactly
+            sims, ids = rerank(q.vector, ids, self.table.get(ids), k)
+            meta["reranked"] = int(len(ids))
+        meta.update({"exact": self.vindex.spec.type == "flat", "filter": bool(expr)})
+        return sims, ids, meta
+
     def _fetch(self, k: int) -> int:
-        """How many candidates to ask the FAISS index for (more for IVF-PQ, re-ranked exactly)."""
+        """How many candidates to ask the index for (more for compressed codes, re-ranked exactly)."""
         return rerank_depth(self.vindex.spec, k)
 
     def search(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
@@ -289,7 +312,7 @@ class SearchEngine:
             model_sha256=self.manifest.model_sha256,
             std_config=self.manifest.std_config,
             vectors=self.vindex.ntotal,
-            faiss_device="gpu" if (gpu_count() > 0 and self.vindex.spec.type != "hnsw") else "cpu",
+            **describe(self.vindex),
             size_bytes=disk_size(self.index_dir),
             updated_unix=self.manifest.updated_unix,
         )

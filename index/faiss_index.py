@@ -91,6 +91,8 @@ class _Selector:
 class VectorIndex:
     """One FAISS index of unit vectors keyed by int64 case ids."""
 
+    kind = "faiss"
+
     def __init__(self, index: Any, spec: IndexSpec, *, read_only: bool = False, use_gpu: bool | None = None) -> None:
         self.index = index
         self.spec = spec

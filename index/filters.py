@@ -9,6 +9,7 @@ case-insensitively (users type "pa").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -114,3 +115,40 @@ class FilterColumns:
                     has[ids] = True
             m &= has
         return m
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus expression (JSON escaping of quotes and backslashes)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def filters_to_milvus(filters: SearchFilters | None) -> str:
+    """The same filters as a Milvus boolean expression ("" when empty) over the Milvus backend's fields.
+
+    The collection stores view, sex, source and findings lower-cased, so lower-casing the
+    values here gives the case-insensitive match of the other translations; an unknown age is
+    stored as -1 and every age filter also asks ``age >= 0``, so it fails as NaN does in
+    :class:`FilterColumns`.
+    """
+    if filters is None:
+        return ""
+
+    def any_of(field: str, values: list[str]) -> str:
+        return f"{field} in [{', '.join(quote(v.lower()) for v in values)}]"
+
+    clauses: list[str] = []
+    if filters.view:
+        clauses.append(any_of("view", filters.view))
+    if filters.sex:
+        clauses.append(f"sex == {quote(filters.sex.lower())}")
+    if filters.age_min is not None or filters.age_max is not None:
+        clauses.append("age >= 0.0")
+    if filters.age_min is not None:
+        clauses.append(f"age >= {float(filters.age_min)!r}")
+    if filters.age_max is not None:
+        clauses.append(f"age <= {float(filters.age_max)!r}")
+    if filters.source:
+        clauses.append(any_of("source", filters.source))
+    if filters.finding:
+        clauses.append(f"array_contains_any(findings, [{', '.join(quote(f.lower()) for f in filters.finding)}])")
+    return " and ".join(clauses)

@@ -37,6 +37,8 @@ class Manifest(BaseModel):
     created_unix: float = Field(default_factory=time.time)
     updated_unix: float = Field(default_factory=time.time)
     faiss_version: str = ""
+    backend: str = "faiss"  # "faiss" (index.faiss in the folder) or "milvus" (a collection, see backend_params)
+    backend_params: dict[str, Any] = Field(default_factory=dict)  # milvus: uri, collection
     history: list[dict[str, Any]] = Field(default_factory=list)  # build/add/remove/rebuild steps
 
     def write(self, folder: str | Path) -> Path:

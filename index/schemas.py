@@ -90,7 +90,9 @@ class EngineStats(BaseModel):
     model_sha256: str
     std_config: dict[str, Any] = Field(description="the standardization every image of the index went through")
     vectors: int = Field(description="vectors in the FAISS index (deleted ones included where it cannot remove)")
-    faiss_device: Literal["cpu", "gpu"]
+    faiss_device: Literal["cpu", "gpu", "milvus"] = Field(description="where FAISS searches; milvus on that backend")
+    backend: Literal["faiss", "milvus"] = Field("faiss", description="the vector engine of this index")
+    milvus: dict[str, Any] | None = Field(None, description="milvus backend: uri (no credentials), collection, lite")
     size_bytes: int = Field(description="size of the index folder on disk")
     updated_unix: float
 

@@ -23,10 +23,12 @@ from typing import Any
 from embed.errors import CXRError
 
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw")
+#: Index types only the Milvus backend has (on a Milvus server with GPU query nodes).
+MILVUS_ONLY_TYPES = ("gpu_cagra", "gpu_ivf_pq")
 #: IVF variants (coarse quantizer + inverted lists; nprobe is their search knob).
 IVF_TYPES = ("ivf", "ivfsq", "ivfpq")
 #: Compressed IVF variants whose candidates are re-scored exactly (their rerank knob).
-RERANK_TYPES = ("ivfsq", "ivfpq")
+RERANK_TYPES = ("ivfsq", "ivfpq", "gpu_ivf_pq")
 #: FAISS k-means warns below 39 and samples down above 256 training points per centroid.
 TRAIN_MIN_PER_LIST, TRAIN_PER_LIST, TRAIN_MAX_PER_LIST = 30, 64, 256
 
@@ -100,25 +102,27 @@ def spec_for(kind: str, n: int, dim: int) -> IndexSpec:
     """Parameters for an explicitly named index type and corpus size."""
     if kind == "flat":
         return IndexSpec("flat", {})
-    if kind in IVF_TYPES:
+    if kind in (*IVF_TYPES, "gpu_ivf_pq"):
         nlist = ivf_nlist(n)
         params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_nprobe(nlist), "train_size": ivf_train_size(n, nlist)}
         if kind == "ivfsq":
             params.update({"sq": "8bit", "rerank": 10})
-        if kind == "ivfpq":
+        if kind in ("ivfpq", "gpu_ivf_pq"):
             # PQ training (one k-means per sub-quantizer) is slow on a CPU: 40 points per list suffice.
             params.update({"pq_m": pq_m(dim), "pq_bits": 8, "nprobe": min(nlist, params["nprobe"] * 2),
                            "train_size": min(n, max(40 * nlist, 10_000)), "rerank": 20})
         return IndexSpec(kind, params)
     if kind == "hnsw":
         return IndexSpec("hnsw", {"M": 32, "efConstruction": 80, "efSearch": 64})
-    raise IndexTypeError(f"unknown index type {kind!r}: choose one of {', '.join(INDEX_TYPES)}")
+    if kind == "gpu_cagra":  # CAGRA graph on the GPU (Milvus GPU_CAGRA); degrees as Milvus recommends
+        return IndexSpec("gpu_cagra", {"intermediate_graph_degree": 64, "graph_degree": 32, "itopk_size": 128})
+    raise IndexTypeError(f"unknown index type {kind!r}: choose one of {', '.join(INDEX_TYPES + MILVUS_ONLY_TYPES)}")
 
 
 def choose_index(n: int, dim: int, override: str = "auto", budget: int | None = None) -> IndexSpec:
     """The index for ``n`` vectors of ``dim`` floats: ``override`` wins unless it is 'auto'."""
     override = (override or "auto").lower()
-    if override not in INDEX_TYPES:
+    if override not in INDEX_TYPES + MILVUS_ONLY_TYPES:
         raise IndexTypeError(f"unknown index type {override!r}: choose one of {', '.join(INDEX_TYPES)}")
     if override != "auto":
         spec = spec_for(override, n, dim)

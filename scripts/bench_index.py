@@ -15,6 +15,7 @@ reads faster, its rate) and each IVF-Flat p50 is shown beside its floor: a query
 nprobe/nlist of the N*d*4 bytes of vectors.
 
     nice python scripts/bench_index.py --sizes 1000000 --corpus-index /tmp/corpus_idx --out bench_index.json
+    nice python scripts/bench_index.py --sizes 100000 --data synthetic --types flat ivf hnsw --milvus   # FAISS vs Milvus Lite
 """
 
 from __future__ import annotations
@@ -105,6 +106,91 @@ def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.nd
                "recall_at_10": round(recall(got, truth), 4)}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def run_milvus(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.ndarray, truth: np.ndarray,
+               n_single: int, uri: str) -> dict:
+    """The same measurements on a Milvus collection (Milvus Lite for a .db path): build = insert + index."""
+    from index.milvus_index import UNKNOWN_AGE, UNKNOWN_DAY, MilvusIndex
+
+    t0 = time.perf_counter()
+    mi = MilvusIndex.create(uri, spec, x.shape[1])
+    blank = {"view": "", "sex": "", "source": "bench", "patient": "", "age": UNKNOWN_AGE, "day_offset": UNKNOWN_DAY,
+             "findings": [], "case": {}}
+    for s in range(0, len(x), 5_000):
+        mi.client.insert(mi.collection, [{"id": int(i), "vector": v.tolist(), **blank}
+                                         for i, v in zip(ids[s:s + 5_000], x[s:s + 5_000])])
+    mi.client.flush(mi.collection)
+    mi.client.load_collection(mi.collection)
+    mi.search(q[0], 10)  # the first search waits for the index to be built
+    build_s = time.perf_counter() - t0
+    _, got = mi.search_batch(q, 10)
+    times = []
+    for i in range(n_single):
+        t = time.perf_counter()
+        mi.search(q[i], 10)
+        times.append((time.perf_counter() - t) * 1000)
+    row = {"n": len(x), "type": f"milvus-{kind}", "params": {k: v for k, v in spec.params.items() if k != "requested"},
+           "build_s": round(build_s, 2), "bytes_per_vector": None,
+           "p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
+           "batch_qps": None, "recall_at_10": round(recall(got, truth), 4), "auto": False}
+    print(json.dumps(row), flush=True)
+    mi.drop()
+    return row
+
+
+def bench_gpu(n: int, dim: int, types: list[str], queries: int, nprobes: list[int], on_cpu: bool) -> list[dict]:
+    """FAISS on a GPU: build, and search in batches of ``queries`` (time per query = batch time / batch size),
+    recall@10 against exact GPU search. ``on_cpu`` runs the same steps with CPU classes (the dry run)."""
+    import faiss
+
+    from index.selection import ivf_nlist, pq_m
+
+    res = None if on_cpu else faiss.StandardGpuResources()
+
+    def make(kind: str, nlist: int) -> object:
+        if kind == "flat":
+            return faiss.IndexFlatIP(dim) if on_cpu else faiss.GpuIndexFlatIP(res, dim)
+        if kind == "ivf":
+            if on_cpu:
+                return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            return faiss.GpuIndexIVFFlat(res, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if on_cpu:
+            return faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+        return faiss.GpuIndexIVFPQ(res, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+
+    t = time.perf_counter()
+    centers = max(100, n // 500)
+    x = clustered(n, dim, 0, centers)
+    q = clustered(queries, dim, 1, centers)
+    print(f"# gpu n={n}: data {time.perf_counter() - t:.1f} s", flush=True)
+    rows, truth = [], None
+    for kind in ["flat"] + [k for k in types if k != "flat"]:
+        nlist = ivf_nlist(n)
+        index = make(kind, nlist)
+        t = time.perf_counter()
+        if kind != "flat":
+            sample = x[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+            index.train(sample)
+        for s in range(0, n, 1_000_000):
+            index.add(x[s:s + 1_000_000])
+        build_s = time.perf_counter() - t
+        for nprobe in ([None] if kind == "flat" else [p for p in nprobes if p <= nlist]):
+            if nprobe is not None:
+                index.nprobe = nprobe
+            index.search(q[: min(10, queries)], 10)  # warm-up
+            t = time.perf_counter()
+            _, got = index.search(q, 10)
+            per_query_ms = (time.perf_counter() - t) * 1000 / len(q)
+            if kind == "flat":
+                truth = got
+            row = {"n": n, "type": f"{'cpu' if on_cpu else 'gpu'}-{kind}", "nlist": None if kind == "flat" else nlist,
+                   "nprobe": nprobe, "build_s": round(build_s, 2), "batch": len(q),
+                   "ms_per_query": round(per_query_ms, 4), "recall_at_10": round(recall(got, truth), 4)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        del index
     return rows
 
 
@@ -265,6 +351,15 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall@10 target of the build's tuning")
     ap.add_argument("--engine", type=int, nargs="*", default=[],
                     help="also time SearchEngine.search end to end (SQLite + filters) at these sizes")
+    ap.add_argument("--milvus", nargs="*", default=None, metavar="TYPE",
+                    help="also measure these index types on Milvus (default with no value: flat ivf hnsw) beside FAISS")
+    ap.add_argument("--milvus-uri", default=None,
+                    help="Milvus for --milvus: a Lite .db file (default: a temporary one) or http://host:19530")
+    ap.add_argument("--milvus-single", type=int, default=50, help="single Milvus queries timed one by one")
+    ap.add_argument("--gpu", action="store_true",
+                    help="FAISS on the GPU instead (faiss-gpu): flat plus --types ivf/ivfpq at --sizes, "
+                    "--queries per batch; scripts/gpu_check.sh runs it at 10^6 and 10^7")
+    ap.add_argument("--gpu-on-cpu", action="store_true", help="with --gpu: the same steps on CPU classes (dry run)")
     ap.add_argument("--out", type=Path, default=None, help="write all rows as JSON here")
     args = ap.parse_args()
 
@@ -277,6 +372,22 @@ def main() -> None:
     bw = bandwidth()
     print(f"# faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs; "
           f"numpy streaming read {bw / 1e9:.2f} GB/s", flush=True)
+    if args.gpu:
+        if not args.gpu_on_cpu and faiss.get_num_gpus() == 0:
+            raise SystemExit("--gpu needs faiss-gpu and a visible CUDA GPU (pip install 'cxr-search[gpu]'); "
+                             "--gpu-on-cpu runs the same steps on the CPU")
+        if args.gpu_on_cpu:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
+        gpu_rows = [r for n in args.sizes for r in bench_gpu(n, args.dim, args.types, args.queries, args.nprobe,
+                                                               args.gpu_on_cpu)]
+        if args.out:
+            args.out.write_text(json.dumps(gpu_rows, indent=1))
+        print("\n| N | type | nlist | nprobe | build s | batch | ms/query | recall@10 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in gpu_rows:
+            print(f"| {r['n']:,} | {r['type']} | {r['nlist'] or ''} | {r['nprobe'] or ''} | {r['build_s']} | "
+                  f"{r['batch']} | {r['ms_per_query']} | {r['recall_at_10']} |")
+        return
     all_rows: list[dict] = []
     for data in args.data:
         if data == "gmm" and args.corpus_index is None:
@@ -320,6 +431,12 @@ def main() -> None:
                 r["floor_ms"] = floor_ms(r, max(bw, flat_bw), args.dim)
                 r["bandwidth_gbs"] = round(max(bw, flat_bw) / 1e9, 2)
             all_rows += rows
+            if args.milvus is not None:
+                uri = args.milvus_uri or str(Path(tempfile.mkdtemp(prefix="bench_milvus_")) / "bench.db")
+                for kind in args.milvus or ["flat", "ivf", "hnsw"]:
+                    spec = spec_for(kind, n, args.dim)
+                    row = run_milvus(kind, spec, x, ids, q, truth, min(args.milvus_single, len(q)), uri)
+                    all_rows.append({**row, "data": data})
             del x, flat, built
     engine_rows = [r for n in args.engine for r in bench_engine(n, args.dim, min(args.single, 100))]
     if args.out:

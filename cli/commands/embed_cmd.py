@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default 0: in-process)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runner_flags(p)
     p.set_defaults(func=run)
+
+
+def add_runner_flags(p: argparse.ArgumentParser) -> None:
+    """--runner / --ray-address, shared by `cxr embed` and `cxr index build/add`."""
+    p.add_argument("--runner", choices=("local", "ray"), default="local",
+                   help="local: this process and --workers decoding processes (default); ray: Ray Data, reading "
+                   "as Ray tasks and one encoder per actor (one per GPU where the cluster has GPUs)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --runner ray: join this Ray cluster (e.g. ray://head:10001 or auto; default "
+                   "$RAY_ADDRESS, else a local Ray sized to this machine)")
+
+
+def make_runner(args: argparse.Namespace) -> Any:
+    """The pipeline runner the flags ask for (None = the local default)."""
+    from embed.errors import CXRError
+
+    if args.runner != "ray":
+        if args.ray_address:
+            raise CXRError("--ray-address needs --runner ray")
+        return None
+    from embed.ray_runner import RayRunner
+
+    return RayRunner(batch_size=args.batch_size, address=args.ray_address, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model_path(args.model)
     summary = export_features(
         args.datasets, model, args.out, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, runner=make_runner(args),
     )
     print(
         f"wrote {summary['rows']} cases ({summary['embed_dim']}-d embeddings) to {summary['out']}; "

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-INDEX_TYPES = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw")
+from cli.commands.embed_cmd import add_runner_flags, make_runner
+
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw", "gpu_cagra", "gpu_ivf_pq")
 
 
 def _dataset_flags(p: argparse.ArgumentParser) -> None:
@@ -21,6 +23,7 @@ def _dataset_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--include-ct", action="store_true", help="covid-chestxray: keep CT rows too")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runner_flags(p)
     g = p.add_argument_group("dicomweb:URL datasets (a PACS; see docs/pacs.md)")
     g.add_argument("--dicomweb-auth", default=None, metavar="USER:PASSWORD",
                    help="HTTP basic credentials of the PACS (better: the CXR_DICOMWEB_AUTH variable)")
@@ -51,10 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", type=Path, required=True, help="index folder to create or replace")
     b.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
                    help="FAISS index: auto (exact up to 20k cases, then IVF; IVF-PQ when over the memory budget "
-                   "CXR_INDEX_MEMORY_GB: IVF-SQ8, then IVF-PQ), flat (exact), ivf, ivfsq, ivfpq or hnsw (fast, but removal "
-                   "needs a rebuild)")
+                   "CXR_INDEX_MEMORY_GB: IVF-SQ8, then IVF-PQ), flat (exact), ivf, ivfsq, ivfpq or hnsw (fast, but "
+                   "removal needs a rebuild); with --backend milvus the same names map to FLAT, IVF_FLAT, IVF_PQ, "
+                   "HNSW, plus gpu_cagra and gpu_ivf_pq on a Milvus server with GPUs")
     _recall_flag(b)
     b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
+    b.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
+                   help="where the vectors live: faiss (a file in the index folder, default) or milvus "
+                   "(a collection at --milvus-uri; filters run inside Milvus)")
+    b.add_argument("--milvus-uri", default=None, metavar="URI",
+                   help="with --backend milvus: a Milvus Lite file such as ./cases.db (embedded, one process) or "
+                   "http://host:19530 (Milvus standalone or cluster); default OUT.milvus.db beside the folder")
     b.set_defaults(func=run)
 
     a = sub.add_parser("add", help="add new datasets to an existing index (same model)",
@@ -79,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rb.add_argument("--index-type", choices=INDEX_TYPES, default=None, help="new index type (default: as built)")
     rb.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
     _recall_flag(rb)
+    rb.add_argument("--backend", choices=("faiss", "milvus"), default=None,
+                    help="move the vectors to this backend (no image is read again; default: as built)")
+    rb.add_argument("--milvus-uri", default=None, metavar="URI",
+                    help="with --backend milvus: Milvus Lite file (./cases.db) or http://host:19530")
     rb.set_defaults(func=run)
 
     t = sub.add_parser("tune", help="tune the search knobs (nprobe, efSearch, re-rank depth) to a recall target",
@@ -139,6 +153,8 @@ def _print_stats(st: dict[str, Any]) -> None:
           f"model {st['model_sha256'][:12]}; {_human(st['size_bytes'])} on disk")
     if st["index_params"].get("tuning"):
         _print_tuning(st["index_params"]["tuning"])
+    if st.get("backend") == "milvus":
+        print(f"vectors in Milvus: {st['milvus']['uri']} collection {st['milvus']['collection']}")
     for title, key in (("source", "by_source"), ("view", "by_view"), ("sex", "by_sex"), ("finding", "by_finding")):
         counts = st[key]
         print(f"by {title}:")
@@ -194,14 +210,14 @@ def run(args: argparse.Namespace) -> int:
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
             workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
-            recall=args.recall,
+            recall=args.recall, backend=args.backend, milvus_uri=args.milvus_uri, runner=make_runner(args),
             embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
         )
         _report(rep)
     elif action == "add":
         rep = builder.add_to_index(
             args.index, args.specs, model=args.model, batch_size=args.batch_size, workers=args.workers,
-            progress=not args.no_progress, dataset_opts=opts,
+            progress=not args.no_progress, dataset_opts=opts, runner=make_runner(args),
             embedder=(builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size)
                       if args.model else None),
         )
@@ -215,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {n} cases from {args.index}")
     elif action == "rebuild":
         rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old,
-                                    recall=args.recall)
+                                    recall=args.recall, backend=args.backend, milvus_uri=args.milvus_uri)
         print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
     elif action == "tune":
         from index.tuning import tune_index

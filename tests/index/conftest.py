@@ -102,6 +102,17 @@ def built_index(tmp_path_factory, records, embedder, tiny_ckpt) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def built_milvus_index(tmp_path_factory, records, embedder, tiny_ckpt) -> Path:
+    """The same 30 records on the Milvus backend (Milvus Lite file beside the folder); never modified."""
+    pytest.importorskip("pymilvus", reason="pymilvus/milvus-lite not installed: pip install 'cxr-search[distributed]'")
+    from index.builder import build_index
+
+    out = tmp_path_factory.mktemp("idx_milvus") / "index"
+    build_index(records, out, model=tiny_ckpt, embedder=embedder, workers=0, progress=False, backend="milvus")
+    return out
+
+
 @pytest.fixture
 def index_copy(tmp_path, built_index) -> Path:
     import shutil

@@ -12,9 +12,11 @@ from index.vectors import VectorTable
 from index.voting import knn_vote
 
 
-@pytest.fixture(scope="module")
-def engine(built_index, embedder):
-    eng = SearchEngine.open(built_index, embedder=embedder)
+@pytest.fixture(scope="module", params=["faiss", "milvus"])
+def engine(request, built_index, embedder):
+    """Every engine test runs on both backends: FAISS in the folder and Milvus Lite."""
+    folder = built_index if request.param == "faiss" else request.getfixturevalue("built_milvus_index")
+    eng = SearchEngine.open(folder, embedder=embedder)
     yield eng
     eng.close()
 
@@ -122,7 +124,8 @@ def test_cases_images_and_stats(engine):
     with pytest.raises(CaseNotFoundError):
         engine.case_image(12345)
     st = engine.stats()
-    assert st.cases == 30 and st.index_type == "flat" and st.faiss_device in ("cpu", "gpu")
+    assert st.cases == 30 and st.index_type == "flat" and st.vectors == 30
+    assert (st.backend, st.faiss_device) in (("faiss", "cpu"), ("faiss", "gpu"), ("milvus", "milvus"))
 
 
 def test_bad_queries(engine, tmp_path):

@@ -140,6 +140,7 @@ def test_vector_table_exact_search_matches_numpy(tmp_path, data):
     np.testing.assert_allclose(sims, es, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no CUDA GPU visible to FAISS (faiss-cpu or no GPU): GPU path not testable here")
 def test_gpu_search_equals_cpu(data):  # pragma: no cover - needs faiss-gpu and a GPU
     x, ids = data

@@ -84,14 +84,20 @@ class TinyIndex:
     corpus: Path
     checkpoint: Path
     engine: Any
+    backend: str = "faiss"
 
     def image(self, name: str = "gen_00_0.png") -> bytes:
         return (self.corpus / "images" / name).read_bytes()
 
 
-@pytest.fixture(scope="session")
-def tiny_index(tmp_path_factory) -> Iterator[TinyIndex]:
-    """Build the index once; share one opened SearchEngine between the tests' apps."""
+@pytest.fixture(scope="session", params=["faiss", "milvus"])
+def tiny_index(request, tmp_path_factory) -> Iterator[TinyIndex]:
+    """Build the index once per backend (FAISS, Milvus Lite); share one opened SearchEngine between the apps.
+
+    Every API test runs over both backends: the service must not notice where the vectors live.
+    """
+    if request.param == "milvus":
+        pytest.importorskip("pymilvus", reason="pymilvus/milvus-lite not installed: pip install 'cxr-search[distributed]'")
     import torch
 
     from embed.models import create_model, save_checkpoint
@@ -107,10 +113,10 @@ def tiny_index(tmp_path_factory) -> Iterator[TinyIndex]:
     ckpt = tmp / "tiny.pt"
     save_checkpoint(ckpt, model, std_cfg=StandardizeConfig(size=SIZE), labels=FINDINGS)
     out = tmp / "index"
-    build_index([f"covid-chestxray:{corpus}"], out, model=ckpt, workers=0, progress=False)
+    build_index([f"covid-chestxray:{corpus}"], out, model=ckpt, workers=0, progress=False, backend=request.param)
     engine = SearchEngine.open(out, model_path=ckpt)
     try:
-        yield TinyIndex(out, corpus, ckpt, engine)
+        yield TinyIndex(out, corpus, ckpt, engine, request.param)
     finally:
         engine.close()
 

@@ -67,7 +67,16 @@ def test_real_uvicorn_process(tiny_index, tmp_path):
     env = dict(os.environ, CXR_API_API_KEYS=API_KEY, PYTHONPATH=str(PROJECT_ROOT))
     env.pop("CXR_API_API_KEYS_FILE", None)
     log = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(tiny_index.index_dir), "--model",
+    index_dir = tiny_index.index_dir
+    if tiny_index.backend == "milvus":
+        # A Milvus Lite file is open to one process only, and this one holds the fixture's: the
+        # server gets its own index, built by `cxr index build --backend milvus` in a subprocess.
+        index_dir = tmp_path / "index"
+        subprocess.run([sys.executable, "-m", "cli", "index", "build", "--backend", "milvus", "--milvus-uri",
+                        str(tmp_path / "serve.db"), "--model", str(tiny_index.checkpoint), "--workers", "0",
+                        "--no-progress", "--out", str(index_dir), f"covid-chestxray:{tiny_index.corpus}"],
+                       cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=300)
+    cmd = [sys.executable, "-m", "cli", "serve", "--index", str(index_dir), "--model",
            str(tiny_index.checkpoint), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
