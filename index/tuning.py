@@ -207,6 +207,9 @@ def tune_index(index_dir: str | Path, *, recall: float | None = None, k: int = 1
 
     index_dir = Path(index_dir).resolve()
     manifest = Manifest.read(index_dir)
+    if manifest.backend != "faiss":
+        raise IndexTypeError(f"{index_dir} keeps its vectors in {manifest.backend}: only FAISS indices are tuned "
+                             "(a Milvus collection keeps its own search parameters)")
     target = float(recall if recall is not None else manifest.index_params.get("recall_target") or DEFAULT_RECALL)
     spec = IndexSpec(manifest.index_type, dict(manifest.index_params))
     vindex = VectorIndex.load(index_dir, spec, use_gpu=False)
