@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "show",
     "train",
     "evaluate",
+    "calibrate",
     "embed_cmd",
     "index_cmd",
     "search",

@@ -220,9 +220,22 @@ def _read_raster(data: bytes, kind: str, *, name: str, max_pixels: int) -> tuple
     if large:  # the film's own size (EXIF rotation applied), and what was decoded of it
         rows, cols = (height, width) if (height >= width) == (rows >= cols) else (width, height)
     meta = {"rows": rows, "columns": cols, "bits_stored": bits, "color": "grey" if arr.ndim == 2 else "rgb"}
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        meta["chroma"] = chroma(arr, bits)
     if large:
         meta["decoded_size"] = [int(arr.shape[0]), int(arr.shape[1])]
     return arr, meta
+
+
+def chroma(arr: np.ndarray, bits: int = 8) -> float:
+    """Mean colourfulness of an RGB(A) array in [0,1]: (max - min) over R, G, B, averaged over a pixel grid.
+
+    A radiograph stored as RGB has equal channels (0) or a few coloured annotation marks (small);
+    a photograph is colourful everywhere. The OOD guard (:mod:`embed.guard`) reads it.
+    """
+    step = max(1, int(max(arr.shape[0], arr.shape[1]) // 256))
+    rgb = np.asarray(arr[::step, ::step, :3], dtype=np.float32)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / float(2**bits - 1))
 
 
 def _decode_raster(img, data: bytes, kind: str, ihdr, name: str) -> tuple[np.ndarray, int]:

@@ -65,6 +65,8 @@ class Embedder:
         self.batch_size = int(batch_size)
         self.meta = dict(meta or {})
         self.embed_dim = int(getattr(model, "embed_dim", 0) or model.cfg.embed_dim)
+        #: The checkpoint file, when loaded from one: its guard and vote calibration live beside it.
+        self.model_path: Path | None = None
 
     @classmethod
     def from_checkpoint(
@@ -75,8 +77,9 @@ class Embedder:
         from embed.models import load_checkpoint, resolve_model_path
 
         dev = pick_device(device)
-        loaded = load_checkpoint(resolve_model_path(path), device=dev)
-        return cls(
+        resolved = resolve_model_path(path)
+        loaded = load_checkpoint(resolved, device=dev)
+        embedder = cls(
             loaded.model,
             loaded.std_cfg,
             model_sha256=loaded.sha256,
@@ -85,6 +88,8 @@ class Embedder:
             batch_size=batch_size,
             meta=loaded.meta,
         )
+        embedder.model_path = Path(resolved)
+        return embedder
 
     @property
     def size(self) -> int:

@@ -36,6 +36,7 @@ L2-normalised embeddings:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,3 +279,37 @@ def knn_vote_auc(
     if return_scores:
         return aucs, scores, qy
     return aucs
+
+
+def same_patient_recall(x: np.ndarray, patients: Sequence, ks: Sequence[int] = (1, 5)) -> dict[str, Any]:
+    """Look-alikeness: for each film of a patient with several films in ``x``, is another film of the same
+    patient among its k nearest neighbours in ``x`` (itself excluded)? Recall@k over those films.
+
+    A similar-case search should return films that *look* alike, and a patient's own follow-up is the
+    film that looks most like it; an embedding collapsed to class prototypes scores low here even
+    when its P@1 is high. Films without a known patient are neither queries nor counted as matches.
+    """
+    pats = _patients(patients, len(x))
+    assert pats is not None
+    counts: dict[str, int] = {}
+    for p in pats:
+        if p is not None:
+            counts[p] = counts.get(p, 0) + 1
+    q_idx = np.array([i for i, p in enumerate(pats) if p is not None and counts[p] > 1], dtype=np.int64)
+    out: dict[str, Any] = {"n_queries": int(len(q_idx)), "n_patients": int(sum(1 for n in counts.values() if n > 1))}
+    if not len(q_idx):
+        out.update({f"recall_at_{k}": None for k in ks})
+        return out
+    v = l2_normalize(np.asarray(x, np.float32))
+    top = max(ks)
+    hits = {k: 0 for k in ks}
+    for start in range(0, len(q_idx), CHUNK):
+        idx = q_idx[start:start + CHUNK]
+        sims = v[idx] @ v.T
+        sims[np.arange(len(idx)), idx] = -np.inf
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
+        same = pats[order] == pats[idx][:, None]
+        for k in ks:
+            hits[k] += int(same[:, :k].any(axis=1).sum())
+    out.update({f"recall_at_{k}": hits[k] / len(q_idx) for k in ks})
+    return out

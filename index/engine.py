@@ -25,6 +25,7 @@ from index.filters import FilterColumns, filters_to_milvus, quote
 from index.layout import disk_size
 from index.manifest import Manifest, check_compatible
 from index.prepared import PreparedQuery
+from index.guarding import QueryJudge
 from index.schemas import CaseRow, EngineStats, Hit, SearchFilters, SearchResult
 from index.selection import RERANK_FACTOR, IndexSpec, rerank_depth  # noqa: F401 - RERANK_FACTOR re-exported
 from index.store import STORE_FILE, SQLiteStore
@@ -56,9 +57,12 @@ class _Query:
     """A resolved query: its vector, and what is known about it (own case id, patient, image)."""
 
     def __init__(self, vector: np.ndarray, case_id: int | None, patient: str | None,
-                 attention: np.ndarray | None = None, image: np.ndarray | None = None) -> None:
+                 attention: np.ndarray | None = None, image: np.ndarray | None = None,
+                 standardized: np.ndarray | None = None) -> None:
         self.vector, self.case_id, self.patient = vector, case_id, patient
         self.attention, self.image = attention, image
+        self.standardized = standardized  # what the OOD guard's pixel test reads (None for an id query)
+        self.chroma: float | None = None  # the decoded file's colourfulness (embed.image.chroma), for the guard
 
 
 class SearchEngine:
@@ -78,6 +82,7 @@ class SearchEngine:
         self._deleted = frozenset(store.deleted_ids().tolist())
         self._columns: FilterColumns | None = None
         self._columns_lock = threading.Lock()
+        self.judge = QueryJudge.for_model(getattr(embedder, "model_path", None), embedder.model_sha256)
 
     @property
     def columns(self) -> FilterColumns:
@@ -144,7 +149,8 @@ class SearchEngine:
             self.embed_prepared([prepared])
         own = self.store.sha_to_id_one(prepared.sha256)  # the very image is indexed: treat it as that case
         patient = prepared.meta.get("patient") or (self.store.patient_of(own) if own is not None else None)
-        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient)
+        q = _Query(np.asarray(prepared.embedding, np.float32), own, patient, standardized=prepared.standardized)
+        q.chroma = prepared.meta.get("chroma")
         if with_attention:
             q.attention = _upsample01(prepared.attention, prepared.standardized.shape[0])
             q.image = prepared.standardized
@@ -267,8 +273,19 @@ class SearchEngine:
         hits = [Hit(case=rows[int(i)], similarity=float(s), rank=0) for s, i in zip(sims, ids) if int(i) in rows]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
-        return SearchResult(hits=hits, vote=knn_vote(hits), prognosis=prognosis_summary(hits),
-                            attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta)
+        vote = knn_vote(hits)
+        return SearchResult(hits=hits, vote=vote, prognosis=prognosis_summary(hits),
+                            attention=q.attention, query_image=q.image, query_id=q.case_id, meta=meta,
+                            ood=self.judge.verdict(q.standardized, self._nearest_similarity(q), q.chroma),
+                            calibrated=self.judge.calibrate(vote, hits))
+
+    def _nearest_similarity(self, q: _Query) -> float | None:
+        """Similarity of the query to its nearest live indexed case other than itself (no filters), for the guard."""
+        if not self.judge.guard or len(self.table) == 0:
+            return None
+        # the same neighbour path as a search (either backend), without filters or same-patient rules
+        sims, ids, _ = self._neighbours(q, 1, None, exclude_same_patient=False, same_patient_only=False)
+        return float(sims[0]) if len(ids) and ids[0] >= 0 else None
 
     def classify(self, query: str | Path | bytes | int | PreparedQuery, k: int = 10, filters: SearchFilters | None = None) -> dict[str, float]:
         """The kNN vote only (finding -> score in [0,1])."""

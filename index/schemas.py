@@ -113,6 +113,28 @@ class OutcomeSummary(BaseModel):
     share: float | None = None
 
 
+class OODFlag(BaseModel):
+    """The out-of-distribution guard's verdict on a query (:mod:`embed.guard`)."""
+
+    score: float = Field(description="in-distribution score in [0,1]: share of validation chest films that look "
+                                     "less typical than the query (the smaller of the pixel and neighbour tests)")
+    flagged: bool
+    reason: str | None = Field(None, description="'not a chest radiograph' or 'unlike anything in this index'")
+    pixel_score: float | None = Field(None, description="tail probability of the pixel test (None for an id query)")
+    neighbour_score: float | None = Field(None, description="tail probability of the nearest-neighbour similarity")
+    nearest_similarity: float | None = Field(None, description="cosine similarity to the nearest indexed case")
+
+
+class CalibratedVote(BaseModel):
+    """One finding's calibrated probability and the neighbours behind it."""
+
+    probability: float | None = Field(description="isotonic-calibrated probability; None where the finding "
+                                                  "had too few training films for a map (see raw vote)")
+    raw: float = Field(description="the similarity-weighted vote share (the `vote` field)")
+    neighbours: int = Field(description="neighbours among the hits that have this finding")
+    of: int = Field(description="neighbours that voted (hits)")
+
+
 @dataclass
 class SearchResult:
     """Neighbours, their vote and prognosis summary, and the query's attention and standardized image.
@@ -128,6 +150,8 @@ class SearchResult:
     query_image: np.ndarray | None = None
     query_id: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ood: OODFlag | None = None
+    calibrated: dict[str, CalibratedVote] = field(default_factory=dict)
 
     def to_dict(self, with_arrays: bool = False) -> dict[str, Any]:
         """JSON-safe dict (arrays left out unless asked, as nested lists)."""
@@ -137,6 +161,8 @@ class SearchResult:
             "prognosis": {k: v.model_dump() for k, v in self.prognosis.items()},
             "query_id": self.query_id,
             "meta": dict(self.meta),
+            "ood": None if self.ood is None else self.ood.model_dump(),
+            "calibrated_vote": {k: v.model_dump() for k, v in self.calibrated.items()},
         }
         if with_arrays:
             d["attention"] = None if self.attention is None else self.attention.tolist()

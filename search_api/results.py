@@ -30,4 +30,6 @@ def search_response(result: SearchResult, k: int, model_sha: str | None) -> Sear
         attention_png=att_png,
         query_png=query_png,
         model_sha256=model_sha,
+        ood=result.ood,
+        calibrated_vote=dict(result.calibrated),
     )

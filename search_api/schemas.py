@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.schemas import CaseRow, EngineStats
+from index.schemas import CalibratedVote, CaseRow, EngineStats, OODFlag
 
 _CASE_EXAMPLE = {
     "id": 17,
@@ -94,6 +94,10 @@ class SearchResponse(BaseModel):
         None, description="base64 RGBA PNG, query-sized: colormapped heat, alpha = attention (overlay-ready)")
     query_png: str | None = Field(None, description="base64 8-bit grey PNG of the standardized query")
     model_sha256: str | None = None
+    ood: OODFlag | None = Field(None, description="out-of-distribution guard: in-distribution score and flag with "
+                                                 "its reason (None when the model has no fitted guard)")
+    calibrated_vote: dict[str, CalibratedVote] = Field(
+        default_factory=dict, description="per finding: calibrated probability and the neighbours behind it")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "k": 10, "count": 1,
@@ -106,6 +110,9 @@ class SearchResponse(BaseModel):
 class ClassifyResponse(BaseModel):
     k: int
     vote: dict[str, float]
+    ood: OODFlag | None = Field(None, description="out-of-distribution guard (see /v1/search)")
+    calibrated_vote: dict[str, CalibratedVote] = Field(
+        default_factory=dict, description="per finding: calibrated probability and the neighbours behind it")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"k": 10, "vote": {"COVID-19": 0.7, "Pneumonia": 0.3}}]})
 

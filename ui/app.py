@@ -187,6 +187,9 @@ def main() -> None:
     if result.get("kos_stored"):
         st.success(f"Key-object note stored in the PACS ({result.get('kos_referenced', 0)} similar cases "
                    "of the PACS referenced).")
+    warning = render.ood_warning(result)
+    if warning:
+        st.warning(warning, icon="⚠️")
     left, right = st.columns([1, 1])
     with left:
         query_img = show_query(result)

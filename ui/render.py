@@ -167,3 +167,23 @@ def metadata_rows(case: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         rows.append((f"extra.{key}", str(value)))
     return rows
+
+
+def ood_warning(result: dict[str, Any]) -> str | None:
+    """The warning shown above the results when the API's guard flagged the query (None otherwise)."""
+    ood = result.get("ood") or {}
+    if not ood.get("flagged"):
+        return None
+    reason = ood.get("reason") or "unusual image"
+    score = ood.get("score")
+    figure = f" (in-distribution score {score:.3f})" if isinstance(score, (int, float)) else ""
+    return (f"Out-of-distribution query: {reason}{figure}. "
+            "The similar cases and the vote below are unreliable for this image.")
+
+
+def calibrated_rows(calibrated: dict[str, Any] | None, top: int = 5) -> list[str]:
+    """'COVID-19 72 % (7 of 10 neighbours)' per finding with a calibrated probability, highest first."""
+    rows = [(name, c) for name, c in (calibrated or {}).items() if c.get("probability") is not None]
+    rows.sort(key=lambda kv: -float(kv[1]["probability"]))
+    return [f"{name} {float(c['probability']):.0%} ({c.get('neighbours', 0)} of {c.get('of', 0)} neighbours)"
+            for name, c in rows[:top]]

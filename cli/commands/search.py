@@ -6,7 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only
+    from index.schemas import OODFlag
+
+
+def _ood_line(ood: OODFlag) -> str:
+    """One line on the guard's verdict; a flagged query's line starts with WARNING."""
+    if ood.flagged:
+        return (f"WARNING: {ood.reason} (in-distribution score {ood.score:.3f}); the neighbours and vote below "
+                "are unreliable for this image")
+    return f"in-distribution score {ood.score:.3f} (not flagged)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,13 +136,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0
+    if res.ood is not None:
+        print(_ood_line(res.ood))
     if not res.hits:
         print("no matching cases (relax the filters?)")
         return 0
     print(_table(res))
-    print("\nvote (similarity-weighted share of neighbours with each finding):")
-    for name, score in list(res.vote.items())[:10]:
-        print(f"  {score:5.2f}  {name}")
+    if res.calibrated:
+        print("\nvote (calibrated probability, raw similarity-weighted share, neighbours with the finding):")
+        for name, c in list(res.calibrated.items())[:10]:
+            prob = "   - " if c.probability is None else f"{c.probability:5.2f}"
+            print(f"  {prob}  (raw {c.raw:4.2f}, {c.neighbours}/{c.of} neighbours)  {name}")
+    else:
+        print("\nvote (similarity-weighted share of neighbours with each finding):")
+        for name, score in list(res.vote.items())[:10]:
+            print(f"  {score:5.2f}  {name}")
     known = {k: v for k, v in res.prognosis.items() if v.known}
     if known:
         print("\noutcomes among the neighbours:")

@@ -54,6 +54,19 @@ def task_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def same_patient_table(result: dict[str, Any]) -> str:
+    """Same-patient recall@1/@5 among the query films of patients with several films, one row per method."""
+    methods = result["methods"]
+    rows = [(n, m["same_patient"]) for n, m in methods.items() if m.get("same_patient")]
+    if not rows or not rows[0][1]["n_queries"]:
+        return "_no query patient has several films in this evaluation_"
+    lines = ["| method | films (patients) | recall@1 | recall@5 |", "|---|---|---|---|"]
+    for name, sp in rows:
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | {sp['n_queries']} ({sp['n_patients']}) | "
+                     f"{_f(sp.get('recall_at_1'))} | {_f(sp.get('recall_at_5'))} |")
+    return "\n".join(lines)
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """The whole results.md of one evaluation."""
     skipped_absent = {m: v["overall"]["n_absent_class"] for m, v in result["methods"].items()}
@@ -86,6 +99,12 @@ def markdown_report(result: dict[str, Any]) -> str:
         "## Source tasks (kNN vote for the positive finding)",
         "",
         task_table(result),
+        "",
+        "## Look-alikeness: same-patient recall (query films of patients with several films)",
+        "",
+        "Each such film searches the other query films; a hit is another film of its own patient.",
+        "",
+        same_patient_table(result),
         "",
     ]
     if result.get("plots"):

@@ -27,7 +27,8 @@ import numpy as np
 
 from embed.errors import CXRError
 from embed import metrics as M
-from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION, labelled_split, patient_key, split_fingerprint
+from embed.split import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, LEGACY_SPLIT_SCHEME, labelled_split, patient_key,
+                         split_fingerprint)
 from embed.evaluate.tasks import TASKS, infer_vocab, retrieval_classes, task_truth, vote_truth
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
@@ -51,7 +52,9 @@ class EvalSets:
 
 def _train_cfg(meta: dict[str, Any]) -> dict[str, Any]:
     """The split settings a checkpoint's training run used (the defaults where it records none)."""
-    defaults = {"label_scheme": "pathology", "val_fraction": DEFAULT_VAL_FRACTION, "seed": DEFAULT_SEED}
+    # a checkpoint that records no split scheme was split by pseudonym (the released model)
+    defaults = {"label_scheme": "pathology", "val_fraction": DEFAULT_VAL_FRACTION, "seed": DEFAULT_SEED,
+                "split_scheme": LEGACY_SPLIT_SCHEME}
     return {**defaults, **(meta.get("train_cfg") or {})}
 
 
@@ -103,7 +106,8 @@ def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     scheme = cfg["label_scheme"]
     if not vocab:
         vocab = infer_vocab(load.records, scheme)
-    split_ = labelled_split(load.records, scheme, vocab, float(cfg["val_fraction"]), int(cfg["seed"]))
+    split_ = labelled_split(load.records, scheme, vocab, float(cfg["val_fraction"]), int(cfg["seed"]),
+                            str(cfg["split_scheme"]))
     records, train_idx, val_idx = split_.records, split_.train, split_.val
     if not val_idx:
         raise CXRError(f"the split of {split_ckpt} has no validation patients (val_fraction {cfg['val_fraction']}); "
@@ -111,7 +115,7 @@ def split_sets(specs: Sequence[str], split_ckpt: str | Path) -> EvalSets:
     verified = _check_split(ckpt, [records[i].case_id for i in val_idx], split_ckpt)
     notes = {"datasets": list(specs), "split_from": str(split_ckpt), "split_verified": verified,
              "val_fraction": cfg["val_fraction"],
-             "seed": cfg["seed"], "label_scheme": scheme, "unlabelled_left_out": len(load.records) - len(records),
+             "seed": cfg["seed"], "split_scheme": cfg["split_scheme"], "label_scheme": scheme, "unlabelled_left_out": len(load.records) - len(records),
              "skipped_rows": len(load.skipped)}
     log.info("split from %s: %d validation (query) / %d training (reference) images", Path(split_ckpt).name,
              len(val_idx), len(train_idx))
@@ -174,7 +178,8 @@ def score_method(
         auc["macro"] = float(np.mean(defined)) if defined else None
         return {**ret, "n_images": int(len(idx)), "auc": auc}
 
-    out: dict[str, Any] = {"overall": block(np.ones(len(q_recs), bool)), "per_source": {}, "tasks": {}}
+    out: dict[str, Any] = {"overall": block(np.ones(len(q_recs), bool)), "per_source": {}, "tasks": {},
+                           "same_patient": M.same_patient_recall(q, qg)}
     for src in sorted(set(sources)):
         out["per_source"][src] = block(sources == src)
     raw: dict[str, Any] = {"class_scores": scores, "class_truth": q_y, "tasks": {}}

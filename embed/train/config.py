@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from embed.errors import CXRError
-from embed.split import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from embed.split import DEFAULT_SEED, DEFAULT_SPLIT_SCHEME, DEFAULT_VAL_FRACTION
 
 
 @dataclass
@@ -32,9 +32,12 @@ class TrainConfig:
     ms_base: float = 0.5
     miner_epsilon: float = 0.1
     aux_ce_weight: float = 1.0
+    instance_weight: float = 0.0  # embed.train.instance: NT-Xent between two augmented views (0 = off)
+    instance_temperature: float = 0.1
     label_smoothing: float = 0.1
     val_fraction: float = DEFAULT_VAL_FRACTION
     seed: int = DEFAULT_SEED
+    split_scheme: str = DEFAULT_SPLIT_SCHEME  # embed.split: "source_id" reproduces with any pseudonym key
     patience: int = 4
     max_minutes: float | None = None
     max_train_images: int | None = None  # subsample (by patient-split order) for quick experiments

@@ -60,7 +60,7 @@ def prepare_data(cfg: TrainConfig, specs: list[str], progress: bool = True) -> R
 
     load = load_datasets(list(specs))
     vocab = build_vocab([label_of(r, cfg.label_scheme) for r in load.records], min_count=cfg.min_class_count)
-    split_ = labelled_split(load.records, cfg.label_scheme, vocab, cfg.val_fraction, cfg.seed)
+    split_ = labelled_split(load.records, cfg.label_scheme, vocab, cfg.val_fraction, cfg.seed, cfg.split_scheme)
     records = split_.records
     if len(vocab) < 2 or not records:
         raise DatasetError(
@@ -160,6 +160,11 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
     loss_fn = losses.MultiSimilarityLoss(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base)
     miner = miners.MultiSimilarityMiner(epsilon=cfg.miner_epsilon)
     ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    from embed.train.augment import AugmentConfig, RadiographAugment
+    from embed.train.instance import InstanceTerm
+
+    instance = InstanceTerm(cfg.instance_weight, RadiographAugment(AugmentConfig(**cfg.augment)),
+                            cfg.instance_temperature)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_epochs * steps)
     planned = cfg.epochs  # shrinks to what fits in max_minutes, so the cosine schedule still ends at 0
@@ -197,6 +202,9 @@ def train(cfg: TrainConfig, specs: list[str], out_dir: str | Path, resume: bool 
             loss = loss_fn(emb, y, miner(emb, y))
             if "logits" in outp:
                 loss = loss + cfg.aux_ce_weight * ce(outp["logits"].float(), y)
+            if instance.active:
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    loss = loss + instance(model, x, emb)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -77,9 +77,10 @@ async def classify(request: Request, engine: EngineDep, settings: SettingsDep) -
     data, p = await _query(request, settings, allowed=("k", "view", "sex", "age_min", "age_max", "source", "finding"))
     filters = p.filters()
     query = await embed_upload(request, engine, data)
-    vote = await run_blocking(request, engine.classify, query, k=p.k, filters=filters)
-    request.state.result_count = len(vote)
-    return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in vote.items()})
+    result = await run_blocking(request, engine.search, query, k=p.k, filters=filters, with_attention=False)
+    request.state.result_count = len(result.vote)
+    return ClassifyResponse(k=p.k, vote={str(k): float(v) for k, v in result.vote.items()}, ood=result.ood,
+                            calibrated_vote=dict(result.calibrated))
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=UPLOAD_ERRORS,

@@ -19,6 +19,16 @@ from embed.standardize import StandardizeConfig, load_standardized, standardize
 CFG = StandardizeConfig(size=224)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_opencv_thread_pool():
+    """Resizing these large arrays would start OpenCV's worker pool in the pytest process; a process
+    forked later (the pipeline tests' DataLoader workers) then hangs in its first cv2 call."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    yield
+    cv2.setNumThreads(before)
+
+
 def _film(h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = 0.5 + 0.3 * np.sin(xx / 97.0) * np.cos(yy / 131.0) + 0.15 * np.exp(-((xx - w / 2) ** 2 + (yy - h / 3) ** 2)

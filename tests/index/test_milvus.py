@@ -48,6 +48,23 @@ def test_filters_become_milvus_expressions():
     assert filters_to_milvus(SearchFilters(view=['PA" or id > 0 or "'])) == r'view in ["pa\" or id > 0 or \""]'
 
 
+def test_odd_filter_values_match_nothing_instead_of_failing(tmp_path, records, embedder, tiny_ckpt):
+    """Control characters and lone surrogates cannot be written as Milvus literals: they must match nothing
+    (as on FAISS), never raise (the API would answer 500)."""
+    out = tmp_path / "idx"
+    build_index(records[:8], out, model=tiny_ckpt, embedder=embedder, workers=0, progress=False,
+                backend="milvus", milvus_uri=str(tmp_path / "cases.db"))
+    eng = SearchEngine.open(out, embedder=embedder)
+    try:
+        for odd in ("PA\x01", "\ud800", "P\\A"):
+            res = eng.search(1, k=5, filters={"view": [odd]}, exclude_same_patient=False, with_attention=False)
+            assert res.hits == []
+        assert eng.search(1, k=5, filters={"view": ["PA\tx", "pa"]}, exclude_same_patient=False,
+                          with_attention=False).hits  # a tab is a legal literal; "pa" still matches
+    finally:
+        eng.close()
+
+
 def test_build_add_remove_rebuild_stats(tmp_path, records, embedder, tiny_ckpt):
     out = tmp_path / "idx"
     uri = str(tmp_path / "cases.db")

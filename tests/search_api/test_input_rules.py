@@ -114,6 +114,8 @@ def test_health_gives_a_reason_code_not_faiss_internals(tiny_index, tmp_path):
     from search_api.app import create_app
     from search_api.settings import APISettings
 
+    if tiny_index.backend != "faiss":
+        pytest.skip("a damaged FAISS file: the Milvus backend keeps its vectors in Milvus, not in the folder")
     broken = tmp_path / "broken-index"
     shutil.copytree(tiny_index.index_dir, broken)
     faiss_files = list(broken.rglob("*.faiss"))

@@ -43,6 +43,9 @@ def show_vote(result: dict[str, Any]) -> None:
     st.bar_chart(df, x="label", y="probability", horizontal=True, sort="-probability",
                  height=60 + 26 * len(rows))  # tall enough for every label
     st.markdown(" · ".join(f"**{label}** {p:.0%}" for label, p in rows[:5]))
+    calibrated = render.calibrated_rows(result.get("calibrated_vote"))
+    if calibrated:
+        st.markdown("Calibrated probability: " + " · ".join(calibrated))
     if sum(p for _, p in rows) > 1.0001:
         st.caption("Findings are multi-label (a film can show several), so the shares need not add up to 100 %.")
 
