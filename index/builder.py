@@ -25,8 +25,9 @@ from index.backend import backend_params, create_filled, drop_replaced, open_bac
 from index.embedding import hash_files
 from index.generations import crash_point, live_generation, writing
 from index.manifest import Manifest, check_compatible, std_dict, std_fingerprint
-from index.selection import IndexSpec, choose_index
+from index.selection import IVF_TYPES, IndexSpec, choose_index
 from index.store import STORE_FILE, SQLiteStore, StoredCase
+from index.tuning import DEFAULT_RECALL, apply, tune
 from index.vectors import VectorTable, save_vectors
 
 if TYPE_CHECKING:  # annotations only (imported where used, lazily)
@@ -157,6 +158,9 @@ def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, 
     if manifest.backend == "faiss" and not len(ids):
         spec = IndexSpec("flat", reason="empty index")
     vindex = create_filled(manifest, spec, store, ids, vectors)
+    if vindex.kind == "faiss" and vindex.spec.type != "flat":  # knobs measured on the index's own vectors
+        target = float(vindex.spec.params.get("recall_target") or DEFAULT_RECALL)
+        vindex.spec.params = apply(vindex.spec.params, tune(vindex, vectors, ids, recall=target))
     if vindex.kind == "faiss":
         vindex.save(tmp)
     crash_point("faiss index written")
@@ -175,9 +179,11 @@ def _write(tmp: Path, store: SQLiteStore, ids: np.ndarray, vectors: np.ndarray, 
     return vindex
 
 
-def _spec(n: int, dim: int, requested: str) -> IndexSpec:
+def _spec(n: int, dim: int, requested: str, recall: float | None = None) -> IndexSpec:
     spec = choose_index(n, dim, override=requested)
-    if spec.type in ("ivf", "ivfpq") and n < int(spec.params["nlist"]):
+    if recall is not None:
+        spec.params["recall_target"] = float(recall)
+    if spec.type in IVF_TYPES and n < int(spec.params["nlist"]):
         log.warning("only %d vectors: too few to train %s with %d lists; using an exact index", n, spec.type,
                     spec.params["nlist"])
         spec = IndexSpec("flat", reason=f"{n} vectors are too few for {requested}")
@@ -198,6 +204,7 @@ def build_index(
     keep_old: bool = False,
     progress: bool = True,
     dataset_opts: dict[str, Any] | None = None,
+    recall: float | None = None,
     backend: str = "faiss",
     milvus_uri: str | None = None,
     runner: Runner | None = None,
@@ -207,7 +214,8 @@ def build_index(
 
     Cases already in an existing ``out`` keep their ids; built with the same model, their
     vectors are reused instead of re-embedded. New cases get ids above any ever handed out.
-    ``backend="milvus"`` puts the vectors in a new
+    Approximate indices are tuned to ``recall`` (default: the existing index's target, else
+    index.tuning.DEFAULT_RECALL). ``backend="milvus"`` puts the vectors in a new
     collection at ``milvus_uri`` (default: a Milvus Lite file ``OUT.milvus.db``).
     """
     t0 = time.time()
@@ -231,6 +239,8 @@ def build_index(
             old = SQLiteStore(src / STORE_FILE, read_only=True)
             known, next_id = old.sha_to_id(), next_case_id(old_manifest, old)
             old.close()
+            if recall is None:
+                recall = old_manifest.index_params.get("recall_target")
             try:
                 check_compatible(old_manifest, model_sha256=embedder.model_sha256, std_cfg=embedder.std_cfg,
                                  index_dir=out)
@@ -241,7 +251,7 @@ def build_index(
                                     keep_known=True, batch_size=batch_size, workers=workers, progress=progress,
                                     runner=runner)
         ids = np.array([c.id for c in cases], dtype=np.int64)
-        spec = _spec(len(ids), embedder.embed_dim, index_type)
+        spec = _spec(len(ids), embedder.embed_dim, index_type, recall)
         manifest = Manifest(
             model_sha256=embedder.model_sha256, model_path=str(Path(model).resolve()) if model else None,
             model_name=str(getattr(getattr(embedder.model, "cfg", None), "name", "") or ""),
@@ -425,10 +435,11 @@ def remove_from_index(index_dir: str | Path, *, ids: Sequence[int] | None = None
 
 
 def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_old: bool = False,
-                  backend: str | None = None, milvus_uri: str | None = None,
+                  recall: float | None = None, backend: str | None = None, milvus_uri: str | None = None,
                   lock_timeout: float | None = None) -> BuildReport:
     """Recreate the FAISS index (or Milvus collection) from the stored vectors: compacts tombstones, may change
-    the type, and with ``backend`` moves the vectors to another backend without re-embedding any image."""
+    the type, tunes again to ``recall`` (default: the target the index was tuned to), and with ``backend``
+    moves the vectors to another backend without re-embedding any image."""
     t0 = time.time()
     index_dir = Path(index_dir).resolve()
     with writing(index_dir, lock_timeout=lock_timeout) as w:
@@ -436,7 +447,8 @@ def rebuild_index(index_dir: str | Path, *, index_type: str | None = None, keep_
         live = store.all_ids()
         dead = store.deleted_ids()
         requested = index_type or str(manifest.index_params.get("requested", manifest.index_type))
-        spec = _spec(len(live), manifest.embed_dim, requested)
+        spec = _spec(len(live), manifest.embed_dim, requested,
+                     recall if recall is not None else manifest.index_params.get("recall_target"))
         old_manifest = manifest.model_copy(deep=True)
         if backend is not None or milvus_uri is not None:
             manifest.backend = backend or manifest.backend

@@ -29,6 +29,7 @@ from index.evidence import add_patient_counts, vote_hierarchy
 from index.prepared import PreparedQuery
 from index.guarding import QueryJudge
 from index.schemas import CaseRow, EngineStats, Hit, QueryView, SearchFilters, SearchResult
+from index.selection import RERANK_FACTOR, rerank_depth  # noqa: F401 - RERANK_FACTOR re-exported
 from index.store import STORE_FILE, SQLiteStore
 from index.vectors import VectorTable, rerank
 from index.views import ViewClassifier, find_view_classifier, view_family
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 #: through FAISS with an id bitmap (at 10^6 cases, gathering 10^4 vectors cost more than IVF).
 EXACT_SUBSET_MAX = 5_000
 MAX_K = 1000
-#: IVF-PQ candidates fetched per wanted hit, then re-scored exactly from vectors.npy (memory-mapped).
-RERANK_FACTOR = 20
 #: The query's de-identified facts returned with a search (what the reader of the film keeps).
 QUERY_FACTS = ("age", "sex", "view", "body_part", "modality")
 VIEW_SCOPES = ("same", "any")
@@ -300,8 +299,8 @@ class SearchEngine:
         return sims, ids, meta
 
     def _fetch(self, k: int) -> int:
-        """How many candidates to ask the index for (more for IVF-PQ codes, re-ranked exactly)."""
-        return min(max(k * RERANK_FACTOR, 200), 2048) if self.vindex.spec.type in ("ivfpq", "gpu_ivf_pq") else k
+        """How many candidates to ask the index for (more for compressed codes, re-ranked exactly)."""
+        return rerank_depth(self.vindex.spec, k)
 
     def query_view(self, q: _Query, given: str | None = None) -> QueryView:
         """The query's view: given by the caller, else DICOM/indexed metadata, else the classifier."""

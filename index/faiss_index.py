@@ -20,12 +20,12 @@ logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature p
 import faiss  # noqa: E402
 
 from embed.errors import IndexStateError
-from index.selection import IndexSpec, IndexTypeError
+from index.selection import IVF_TYPES, IndexSpec, IndexTypeError
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-GPU_TYPES = ("flat", "ivf", "ivfpq")  # FAISS has no GPU HNSW
+GPU_TYPES = ("flat", "ivf", "ivfsq", "ivfpq")  # FAISS has no GPU HNSW
 
 
 def gpu_count() -> int:
@@ -121,6 +121,11 @@ class VectorIndex:
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, int(p["nlist"]), faiss.METRIC_INNER_PRODUCT)
             index.nprobe = int(p["nprobe"])
+        elif spec.type == "ivfsq":
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, int(p["nlist"]), faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            index.nprobe = int(p["nprobe"])
         elif spec.type == "ivfpq":
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFPQ(
@@ -146,7 +151,7 @@ class VectorIndex:
 
     @property
     def _ivf(self) -> Any:
-        return faiss.extract_index_ivf(self.index) if self.spec.type in ("ivf", "ivfpq") else None
+        return faiss.extract_index_ivf(self.index) if self.spec.type in IVF_TYPES else None
 
     def train(self, vectors: np.ndarray) -> None:
         """Train IVF quantizers on a random sample (no-op for flat and HNSW)."""
@@ -187,7 +192,7 @@ class VectorIndex:
     @property
     def can_remove(self) -> bool:
         """Whether ids can be removed in place (flat, IVF) rather than tombstoned (HNSW)."""
-        return self.spec.type in ("flat", "ivf", "ivfpq")
+        return self.spec.type in ("flat", *IVF_TYPES)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids in place; returns the number removed."""
@@ -204,7 +209,7 @@ class VectorIndex:
     # -- search ------------------------------------------------------------------------------
     def _params(self, sel: Any) -> Any:
         p = self.spec.params
-        if self.spec.type in ("ivf", "ivfpq"):
+        if self.spec.type in IVF_TYPES:
             return faiss.SearchParametersIVF(sel=sel, nprobe=int(p["nprobe"]))
         if self.spec.type == "hnsw":
             return faiss.SearchParametersHNSW(sel=sel, efSearch=max(int(p["efSearch"]), 1))
@@ -234,7 +239,7 @@ class VectorIndex:
         if sel.sel is None:
             if self._gpu_index is not None:
                 return _raw_search(self._gpu_index, q, min(k, 2048))
-            if self.spec.type in ("ivf", "ivfpq", "hnsw"):
+            if self.spec.type in (*IVF_TYPES, "hnsw"):
                 return _raw_search(self.index, q, k, self._params(None))
             return _raw_search(self.index, q, k)
         return _raw_search(self.index, q, k, self._params(sel.sel))
@@ -266,13 +271,13 @@ class VectorIndex:
         if not path.is_file():
             raise IndexStateError(f"{path} is missing: the index folder is incomplete; rebuild it with `cxr index build`")
         if mmap is None:
-            mmap = spec.type in ("ivf", "ivfpq")
+            mmap = spec.type in IVF_TYPES
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
             index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise IndexStateError(f"{path} could not be read ({exc}); rebuild it with `cxr index build`") from exc
-        if spec.type in ("ivf", "ivfpq"):
+        if spec.type in IVF_TYPES:
             faiss.extract_index_ivf(index).nprobe = int(spec.params["nprobe"])
         elif spec.type == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])

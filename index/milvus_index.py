@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'cxr-search[distributed]'"
 #: Our index types -> Milvus index types. GPU_* need a Milvus server on GPU nodes.
-MILVUS_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "ivfpq": "IVF_PQ", "hnsw": "HNSW",
+MILVUS_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "ivfsq": "IVF_SQ8", "ivfpq": "IVF_PQ", "hnsw": "HNSW",
                 "gpu_cagra": "GPU_CAGRA", "gpu_ivf_pq": "GPU_IVF_PQ"}
 #: Index types Milvus Lite accepts (measured with milvus-lite 3.2: GPU types are refused).
 LITE_TYPES = ("flat", "ivf", "ivfpq", "hnsw")
@@ -110,7 +110,7 @@ def milvus_params(spec: IndexSpec) -> tuple[str, dict[str, Any], dict[str, Any]]
         raise IndexTypeError(f"index type {spec.type!r} has no Milvus equivalent: choose one of {', '.join(MILVUS_TYPES)}")
     if spec.type == "flat":
         return kind, {}, {}
-    if spec.type == "ivf":
+    if spec.type in ("ivf", "ivfsq"):
         return kind, {"nlist": int(p["nlist"])}, {"nprobe": int(p["nprobe"])}
     if spec.type in ("ivfpq", "gpu_ivf_pq"):
         return kind, {"nlist": int(p["nlist"]), "m": int(p["pq_m"]), "nbits": int(p.get("pq_bits", 8))}, \

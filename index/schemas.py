@@ -86,7 +86,7 @@ class EngineStats(BaseModel):
     by_view: dict[str, int]
     by_sex: dict[str, int]
     by_finding: dict[str, int]
-    index_type: str = Field(description="flat, hnsw, ivf or ivfpq")
+    index_type: str = Field(description="flat, hnsw, ivf, ivfsq or ivfpq")
     index_params: dict[str, Any]
     embed_dim: int
     model_sha256: str

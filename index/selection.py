@@ -1,13 +1,16 @@
-"""Which FAISS index for a corpus: exact while it is fast enough, IVF beyond, PQ when memory is short.
+"""Which FAISS index for a corpus: exact while it is fast enough, IVF beyond, compressed when memory is short.
 
-The thresholds and parameters come from ``scripts/bench_index.py`` on a 2-core CPU
-(see docs/benchmarks.md): exact search stays under the 5 ms single-query target up to
-about FLAT_MAX vectors of 256 floats (50 000 already took 6 ms: past the CPU caches the
-scan is memory-bound); above that IVF-Flat with the nlist/nprobe below keeps recall@10
->= 0.99 at p50 <= 2 ms up to 10^6 vectors. IVF-PQ is chosen only when the raw vectors do
-not fit the memory budget: its 32-byte codes alone reach recall@10 ~0.5, so the engine
-re-scores 20k candidates exactly from the memory-mapped vectors.npy (on disk, not RAM).
+The structure follows FAISS's own guidance (wiki "Guidelines to choose an index"): exact
+search up to FLAT_MAX vectors of 256 floats (measured with ``scripts/bench_index.py``: past
+the CPU caches the scan is memory-bound); above that IVF with nlist between 4*sqrt(N) and
+16*sqrt(N), its k-means trained on a sample of 30-256 points per centroid. When the raw
+vectors do not fit the memory budget (CXR_INDEX_MEMORY_GB) IVF-SQ8 (a byte per dimension,
+a quarter of Flat) and, below that, IVF-PQ (8 dimensions per byte); both re-score their
+candidates exactly from the memory-mapped vectors.npy (on disk, not RAM).
 HNSW only on request (fast, but it cannot remove vectors without a rebuild).
+
+The search-time knobs set here (nprobe, efSearch, re-rank depth) are only starting points:
+``index.tuning`` measures recall on the index's own vectors and replaces them (docs/index.md).
 """
 
 from __future__ import annotations
@@ -19,9 +22,15 @@ from typing import Any
 
 from embed.errors import CXRError
 
-INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw")
 #: Index types only the Milvus backend has (on a Milvus server with GPU query nodes).
 MILVUS_ONLY_TYPES = ("gpu_cagra", "gpu_ivf_pq")
+#: IVF variants (coarse quantizer + inverted lists; nprobe is their search knob).
+IVF_TYPES = ("ivf", "ivfsq", "ivfpq")
+#: Compressed IVF variants whose candidates are re-scored exactly (their rerank knob).
+RERANK_TYPES = ("ivfsq", "ivfpq", "gpu_ivf_pq")
+#: FAISS k-means warns below 39 and samples down above 256 training points per centroid.
+TRAIN_MIN_PER_LIST, TRAIN_PER_LIST, TRAIN_MAX_PER_LIST = 30, 64, 256
 
 #: Largest corpus searched exactly by the automatic rule (measured, see module doc).
 FLAT_MAX = 20_000
@@ -56,15 +65,24 @@ def memory_budget() -> int:
 
 
 def ivf_nlist(n: int) -> int:
-    """Number of IVF lists: about sqrt(n), a power of two, between 16 and 16384.
+    """Number of IVF lists: the power of two in FAISS's 4*sqrt(N)..16*sqrt(N) range nearest 4*sqrt(N).
 
-    Measured (bench_index, 2-core CPU): at 10^5 vectors 256 lists with nprobe 8 and 1024 lists
-    with nprobe 8 both reach recall@10 >= 0.999; more lists mainly make training slower
-    (k-means cost grows with nlist), so the square root keeps 10^6-vector builds to minutes.
+    The low end keeps k-means training (cost ~ nlist * training points) inside two minutes at
+    10^6 vectors on a 2-core CPU; more lists make each probe cheaper (fewer vectors per list)
+    and tuning then finds the nprobe that reaches the recall target. Capped so that every list
+    gets at least TRAIN_MIN_PER_LIST training points.
     """
     if n <= 0:
         return 16
-    return int(min(16384, max(16, 2 ** round(math.log2(math.sqrt(n))))))
+    nlist = 2 ** math.ceil(math.log2(4 * math.sqrt(n)))
+    while nlist > 16 and nlist * TRAIN_MIN_PER_LIST > n:
+        nlist //= 2
+    return int(min(65536, max(16, nlist)))
+
+
+def ivf_train_size(n: int, nlist: int) -> int:
+    """Training sample: TRAIN_PER_LIST points per centroid (within FAISS's 30-256), at most n."""
+    return int(min(n, max(TRAIN_MIN_PER_LIST * nlist, min(TRAIN_PER_LIST * nlist, TRAIN_MAX_PER_LIST * nlist))))
 
 
 def ivf_nprobe(nlist: int) -> int:
@@ -84,13 +102,15 @@ def spec_for(kind: str, n: int, dim: int) -> IndexSpec:
     """Parameters for an explicitly named index type and corpus size."""
     if kind == "flat":
         return IndexSpec("flat", {})
-    if kind in ("ivf", "ivfpq", "gpu_ivf_pq"):
+    if kind in (*IVF_TYPES, "gpu_ivf_pq"):
         nlist = ivf_nlist(n)
-        params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_nprobe(nlist), "train_size": min(n, 64 * nlist)}
+        params: dict[str, Any] = {"nlist": nlist, "nprobe": ivf_nprobe(nlist), "train_size": ivf_train_size(n, nlist)}
+        if kind == "ivfsq":
+            params.update({"sq": "8bit", "rerank": 10})
         if kind in ("ivfpq", "gpu_ivf_pq"):
             # PQ training (one k-means per sub-quantizer) is slow on a CPU: 40 points per list suffice.
             params.update({"pq_m": pq_m(dim), "pq_bits": 8, "nprobe": min(nlist, params["nprobe"] * 2),
-                           "train_size": min(n, max(40 * nlist, 10_000))})
+                           "train_size": min(n, max(40 * nlist, 10_000)), "rerank": 20})
         return IndexSpec(kind, params)
     if kind == "hnsw":
         return IndexSpec("hnsw", {"M": 32, "efConstruction": 80, "efSearch": 64})
@@ -116,7 +136,33 @@ def choose_index(n: int, dim: int, override: str = "auto", budget: int | None = 
     elif raw_bytes * 1.2 <= budget:
         spec = spec_for("ivf", n, dim)
         spec.reason = f"{n} > {FLAT_MAX} vectors and {raw_bytes / 1024**3:.2f} GiB fit the memory budget"
+    elif raw_bytes / 4 * 1.2 <= budget:
+        spec = spec_for("ivfsq", n, dim)
+        spec.reason = (f"{raw_bytes / 1024**3:.2f} GiB of raw vectors exceed the {budget / 1024**3:.1f} GiB budget; "
+                       "8-bit codes (a quarter) fit")
     else:
         spec = spec_for("ivfpq", n, dim)
-        spec.reason = f"{raw_bytes / 1024**3:.2f} GiB of raw vectors exceed the {budget / 1024**3:.1f} GiB budget"
+        spec.reason = (f"{raw_bytes / 1024**3:.2f} GiB of raw vectors, even at 8 bits per dimension, exceed the "
+                       f"{budget / 1024**3:.1f} GiB budget")
     return spec
+
+
+#: Candidates per wanted neighbour re-scored exactly when an untuned compressed index does not say.
+RERANK_FACTOR = 20
+
+
+def rerank_depth(spec: IndexSpec, k: int) -> int:
+    """How many candidates to ask the FAISS index for: k, or for IVF-SQ/PQ k * rerank, re-scored exactly.
+
+    A tuned index asks for what tuning found enough for recall@k_tuned (usually 10), and never
+    fewer for a smaller k (recall at a smaller k was not measured); an untuned one keeps the
+    historical floor of 200 candidates (the safe default measured in docs/benchmarks.md).
+    """
+    if spec.type not in RERANK_TYPES:
+        return k
+    tuning = spec.params.get("tuning")
+    tuned_k = int(tuning.get("k", 10)) if isinstance(tuning, dict) else 10
+    depth = max(k, tuned_k) * int(spec.params.get("rerank", RERANK_FACTOR))
+    if tuning is None:
+        depth = max(depth, 200)
+    return int(min(max(depth, k), 2048))

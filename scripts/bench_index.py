@@ -1,15 +1,21 @@
 #!/usr/bin/env python
-"""Benchmark the FAISS index types (and, with --milvus, Milvus) on synthetic clustered unit vectors.
+"""Benchmark the FAISS index types, and the build's own choice (rule + tuning), on two vector sets.
 
-For each corpus size and index type: build time, bytes per vector (file size),
-single-query p50/p99 latency, batched queries per second, and recall@10 against
-exact search; IVF is swept over nprobe and HNSW over efSearch, so the smallest
-setting that reaches the recall target can be read off. Also reports which
-configuration the automatic rule (index.selection.choose_index) picks and whether
-it meets the target (p50 <= 5 ms at recall@10 >= 0.95).
+Vector sets: ``synthetic`` (clusters in a 32-d latent space projected to 256-d) and ``gmm``
+(drawn from a Gaussian mixture fitted to the released model's embeddings of a real corpus,
+read from an index folder's vectors.npy, re-normalised). For each corpus size, set and
+index type: build time, bytes per vector, single-query p50/p99, batched queries per second
+and recall@10 against exact search; IVF is swept over nlist and nprobe (HNSW over efSearch).
+Then the configuration the build chooses (index.selection.choose_index, then index.tuning
+on the index's own vectors, recall target 0.95) is measured on the same queries and set
+beside the fastest configuration of the sweep that reaches recall@10 0.95.
 
-    nice python scripts/bench_index.py --sizes 10000 100000 1000000 --out bench_index.json
-    nice python scripts/bench_index.py --sizes 100000 --types flat ivf hnsw --milvus   # FAISS vs Milvus Lite
+The memory bandwidth is measured (a numpy streaming read; where the flat scan of the same run
+reads faster, its rate) and each IVF-Flat p50 is shown beside its floor: a query reads
+nprobe/nlist of the N*d*4 bytes of vectors.
+
+    nice python scripts/bench_index.py --sizes 1000000 --corpus-index /tmp/corpus_idx --out bench_index.json
+    nice python scripts/bench_index.py --sizes 100000 --data synthetic --types flat ivf hnsw --milvus   # FAISS vs Milvus Lite
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 
 from index.faiss_index import VectorIndex, normalize
 from index.selection import IndexSpec, choose_index, spec_for
+from index.tuning import tune
 
 
 def clustered(n: int, dim: int, seed: int, centers: int, latent: int = 32) -> np.ndarray:
@@ -61,18 +68,21 @@ def recall(got: np.ndarray, truth: np.ndarray) -> float:
 
 
 def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.ndarray, truth: np.ndarray,
-            n_single: int, sweep: list[int]) -> list[dict]:
+            n_single: int, sweep: list[int], built: dict | None = None) -> list[dict]:
     t0 = time.perf_counter()
     vi = VectorIndex.build(spec, x, ids, x.shape[1])
     build_s = time.perf_counter() - t0
+    if built is not None:
+        built[(kind, spec.params.get("nlist"))] = (VectorIndex(vi.index, IndexSpec(kind, dict(spec.params)), use_gpu=False),
+                                                   build_s)
     with tempfile.TemporaryDirectory() as td:
         size = vi.save(td).stat().st_size
     rows = []
-    if kind == "ivfpq":  # what the engine does: 10k candidates re-scored exactly from the stored vectors
-        from index.engine import RERANK_FACTOR
+    if kind in ("ivfsq", "ivfpq"):  # what the engine does: candidates re-scored exactly from the stored vectors
+        from index.selection import rerank_depth
         from index.vectors import rerank
 
-        fetch = max(10 * RERANK_FACTOR, 200)
+        fetch = rerank_depth(vi.spec, 10)
         base_search = vi.search
 
         def reranked(qq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +91,7 @@ def run_one(kind: str, spec: IndexSpec, x: np.ndarray, ids: np.ndarray, q: np.nd
             return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
         vi.search = reranked  # type: ignore[method-assign]
-    knob = {"ivf": "nprobe", "ivfpq": "nprobe", "hnsw": "efSearch"}.get(kind)
+    knob = {"ivf": "nprobe", "ivfsq": "nprobe", "ivfpq": "nprobe", "hnsw": "efSearch"}.get(kind)
     values = [v for v in sweep if knob is None or kind == "hnsw" or v <= spec.params["nlist"]] if knob else [None]
     for v in values:
         if knob:
@@ -235,19 +245,110 @@ def bench_engine(n: int, dim: int, queries: int) -> list[dict]:
     return rows
 
 
+def gmm_sampler(corpus_index: Path, dim: int, components: int = 16, latent: int = 64):  # noqa: ANN201
+    """A sampler of unit vectors from a Gaussian mixture fitted to a corpus's embeddings.
+
+    The mixture is fitted in the corpus's top ``latent`` principal components (full covariances:
+    2k points cannot fit 256x256 ones); the residual is isotropic noise of the corpus's residual
+    variance. Samples are re-normalised, as the model's embeddings are.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    v = np.load(corpus_index / "vectors.npy").astype(np.float64)
+    if v.shape[1] != dim:
+        raise SystemExit(f"{corpus_index} holds {v.shape[1]}-d vectors; run with --dim {v.shape[1]}")
+    pca = PCA(latent, random_state=0).fit(v)
+    z = pca.transform(v)
+    resid = float(np.mean((v - pca.inverse_transform(z)) ** 2))
+    gm = GaussianMixture(components, covariance_type="full", random_state=0, reg_covar=1e-5).fit(z)
+    print(f"# gmm: {len(v)} corpus vectors, {components} components in {latent} PCs "
+          f"({pca.explained_variance_ratio_.sum():.2f} of the variance), residual var {resid:.2e}/dim", flush=True)
+
+    def sample(n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        gm.random_state = np.random.RandomState(seed)  # an int would restart every chunk: 10x duplicated data
+        out = np.empty((n, dim), np.float32)
+        for s in range(0, n, 100_000):
+            m = min(100_000, n - s)
+            zz, _ = gm.sample(m)
+            zz = zz[rng.permutation(m)]  # sample() groups by component
+            out[s:s + m] = pca.inverse_transform(zz) + np.sqrt(resid) * rng.standard_normal((m, dim))
+        return normalize(out)
+
+    return sample
+
+
+def bandwidth() -> float:
+    """Bytes per second of a numpy streaming read of 512 MiB, far beyond the caches (best of 5).
+
+    The read is a matrix-vector product over (2^19, 256) float32, the same access pattern as a
+    flat scan (BLAS sgemv, memory-bound); a plain ``sum`` is slower than memory here.
+    """
+    a = np.ones((2**19, 256), np.float32)
+    v = np.ones(256, np.float32)
+    best = min(_timed(lambda: a @ v) for _ in range(5))
+    return a.nbytes / best
+
+
+def _timed(f) -> float:  # noqa: ANN001
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def floor_ms(row: dict, bw: float, dim: int) -> float | None:
+    p = row["params"]
+    if row["type"] == "flat":
+        return row["n"] * dim * 4 / bw * 1000
+    if row["type"] == "ivf":
+        return min(1.0, p["nprobe"] / p["nlist"]) * row["n"] * dim * 4 / bw * 1000
+    return None
+
+
+def chosen(n: int, dim: int, x: np.ndarray, ids: np.ndarray, q: np.ndarray, truth: np.ndarray, built: dict,
+           n_single: int, target: float) -> dict:
+    """What `cxr index build` does: the rule's index, tuned on its own vectors; measured on the bench queries."""
+    spec = choose_index(n, dim, budget=8 * 1024**3)
+    key = (spec.type, spec.params.get("nlist"))
+    if key in built:
+        vi, build_s = built[key]
+    else:
+        t0 = time.perf_counter()
+        vi = VectorIndex.build(spec, x, ids, dim)
+        build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = tune(vi, x, ids, recall=target) if spec.type != "flat" else None
+    tune_s = time.perf_counter() - t0
+    if res:
+        vi.spec.params.update(res.params)
+    _, got = vi.search(q, 10)
+    p50, p99 = latency(vi, q, n_single)
+    row = {"n": n, "type": spec.type, "params": {k: v for k, v in vi.spec.params.items() if k in ("nlist", "nprobe", "efSearch")},
+           "build_s": round(build_s, 2), "tune_s": round(tune_s, 2), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+           "recall_at_10": round(recall(got, truth), 4), "tuned_recall": res.recall if res else 1.0, "chosen": True}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--types", nargs="+", default=["flat", "ivf", "ivfpq", "hnsw"])
-    ap.add_argument("--queries", type=int, default=500, help="batched queries (recall measured on these)")
+    ap.add_argument("--data", nargs="+", default=["synthetic", "gmm"], choices=["synthetic", "gmm"])
+    ap.add_argument("--corpus-index", type=Path, default=None,
+                    help="index folder whose vectors.npy (the released model's embeddings) the gmm set is fitted to")
+    ap.add_argument("--types", nargs="+", default=["flat", "ivf"])
+    ap.add_argument("--queries", type=int, default=300, help="batched queries (recall measured on these)")
     ap.add_argument("--single", type=int, default=200, help="single queries timed one by one")
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     ap.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="skip HNSW above this size (slow to build)")
     ap.add_argument("--threads", type=int, default=None,
                     help="FAISS OpenMP threads (default: what SearchEngine uses, index.faiss_index.search_threads())")
-    ap.add_argument("--nlist", type=int, nargs="+", default=None, help="IVF list counts to try (default: the rule's)")
+    ap.add_argument("--nlist", type=int, nargs="+", default=None,
+                    help="IVF list counts to try (default: the rule's and a quarter of it)")
+    ap.add_argument("--target", type=float, default=0.95, help="recall@10 target of the build's tuning")
     ap.add_argument("--engine", type=int, nargs="*", default=[],
                     help="also time SearchEngine.search end to end (SQLite + filters) at these sizes")
     ap.add_argument("--milvus", nargs="*", default=None, metavar="TYPE",
@@ -265,9 +366,12 @@ def main() -> None:
     import faiss
 
     from index.faiss_index import search_threads
+    from index.selection import ivf_nlist
 
     faiss.omp_set_num_threads(args.threads or search_threads())
-    print(f"# faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs", flush=True)
+    bw = bandwidth()
+    print(f"# faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {os.cpu_count()} CPUs; "
+          f"numpy streaming read {bw / 1e9:.2f} GB/s", flush=True)
     if args.gpu:
         if not args.gpu_on_cpu and faiss.get_num_gpus() == 0:
             raise SystemExit("--gpu needs faiss-gpu and a visible CUDA GPU (pip install 'cxr-search[gpu]'); "
@@ -285,56 +389,77 @@ def main() -> None:
                   f"{r['batch']} | {r['ms_per_query']} | {r['recall_at_10']} |")
         return
     all_rows: list[dict] = []
-    for n in args.sizes:
-        centers = max(100, n // 500)
-        t = time.perf_counter()
-        x = clustered(n, args.dim, 0, centers)
-        q = clustered(args.queries, args.dim, 1, centers)  # same centres, new points
-        ids = np.arange(1, n + 1, dtype=np.int64)
-        flat = VectorIndex.build(IndexSpec("flat"), x, ids, args.dim)
-        _, truth = flat.search(q, 10)
-        print(f"# n={n}: data + ground truth {time.perf_counter() - t:.1f} s", flush=True)
-        auto = choose_index(n, args.dim, budget=8 * 1024**3)
-        print(f"# auto choice for n={n}: {auto.type} {auto.params} ({auto.reason})", flush=True)
-        for kind in args.types:
-            if kind == "hnsw" and n > args.hnsw_max:
-                print(f"# skipping hnsw at n={n} (> --hnsw-max)", flush=True)
-                continue
-            if kind == "flat":
-                spec = IndexSpec("flat")
-                n_single = min(args.single, 50 if n >= 500_000 else args.single)
-            else:
-                spec = spec_for(kind, n, args.dim)
-                n_single = args.single
-            sweep = args.ef if kind == "hnsw" else args.nprobe
-            specs = [spec]
-            if kind in ("ivf", "ivfpq") and args.nlist:
-                specs = []
-                for nl in args.nlist:
-                    sp = spec_for(kind, n, args.dim)
-                    sp.params["nlist"] = nl
-                    sp.params["train_size"] = min(n, max(sp.params["train_size"], 40 * nl))
-                    specs.append(sp)
-            rows = [r for sp in specs for r in run_one(kind, sp, x, ids, q, truth, n_single, sweep)]
+    for data in args.data:
+        if data == "gmm" and args.corpus_index is None:
+            print("# skipping gmm: give --corpus-index DIR (an index built with the released model)", flush=True)
+            continue
+        sampler = gmm_sampler(args.corpus_index, args.dim) if data == "gmm" else None
+        for n in args.sizes:
+            centers = max(100, n // 500)
+            t = time.perf_counter()
+            x = sampler(n, 0) if sampler else clustered(n, args.dim, 0, centers)
+            q = sampler(args.queries, 1) if sampler else clustered(args.queries, args.dim, 1, centers)
+            ids = np.arange(1, n + 1, dtype=np.int64)
+            flat = VectorIndex.build(IndexSpec("flat"), x, ids, args.dim)
+            _, truth = flat.search(q, 10)
+            print(f"# {data} n={n}: data + ground truth {time.perf_counter() - t:.1f} s", flush=True)
+            rows: list[dict] = []
+            built: dict = {}
+            for kind in args.types:
+                if kind == "hnsw" and n > args.hnsw_max:
+                    print(f"# skipping hnsw at n={n} (> --hnsw-max)", flush=True)
+                    continue
+                if kind == "flat":
+                    rows += run_one("flat", IndexSpec("flat"), x, ids, q, truth, min(args.single, 50), [])
+                    continue
+                specs = [spec_for(kind, n, args.dim)]
+                if kind in ("ivf", "ivfsq", "ivfpq"):
+                    specs = []
+                    for nl in args.nlist or sorted({max(16, ivf_nlist(n) // 4), ivf_nlist(n)}):
+                        sp = spec_for(kind, n, args.dim)
+                        sp.params["train_size"] = min(n, max(sp.params["train_size"] * nl // sp.params["nlist"], 30 * nl))
+                        sp.params["nlist"] = nl
+                        specs.append(sp)
+                for sp in specs:
+                    rows += run_one(kind, sp, x, ids, q, truth, args.single, args.ef if kind == "hnsw" else args.nprobe,
+                                    built)
+            rows.append(chosen(n, args.dim, x, ids, q, truth, built, args.single, args.target))
+            # the flat scan is itself a streaming read; where FAISS reads faster than numpy, its rate is the floor's
+            flat_bw = max([n * args.dim * 4 / (r["p50_ms"] / 1000) for r in rows if r["type"] == "flat"], default=0.0)
             for r in rows:
-                r["auto"] = (kind == auto.type and (kind == "flat" or r["params"].get("nprobe") == auto.params.get("nprobe")))
+                r["data"] = data
+                r["floor_ms"] = floor_ms(r, max(bw, flat_bw), args.dim)
+                r["bandwidth_gbs"] = round(max(bw, flat_bw) / 1e9, 2)
             all_rows += rows
-        if args.milvus is not None:
-            uri = args.milvus_uri or str(Path(tempfile.mkdtemp(prefix="bench_milvus_")) / "bench.db")
-            for kind in args.milvus or ["flat", "ivf", "hnsw"]:
-                spec = spec_for(kind, n, args.dim)
-                all_rows.append(run_milvus(kind, spec, x, ids, q, truth, min(args.milvus_single, len(q)), uri))
-        del x, flat
+            if args.milvus is not None:
+                uri = args.milvus_uri or str(Path(tempfile.mkdtemp(prefix="bench_milvus_")) / "bench.db")
+                for kind in args.milvus or ["flat", "ivf", "hnsw"]:
+                    spec = spec_for(kind, n, args.dim)
+                    row = run_milvus(kind, spec, x, ids, q, truth, min(args.milvus_single, len(q)), uri)
+                    all_rows.append({**row, "data": data})
+            del x, flat, built
     engine_rows = [r for n in args.engine for r in bench_engine(n, args.dim, min(args.single, 100))]
     if args.out:
-        args.out.write_text(json.dumps(all_rows + engine_rows, indent=1))
-    print("\n| N | type | params | build s | bytes/vec | p50 ms | p99 ms | batch q/s | recall@10 | auto |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+        args.out.write_text(json.dumps({"bandwidth_gbs": bw / 1e9, "rows": all_rows + engine_rows}, indent=1))
+    print(f"\n| data | N | type | params | build s | p50 ms | floor ms | recall@10 | chosen by the build |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in all_rows:
-        p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k in ("nlist", "nprobe", "M", "efSearch", "pq_m"))
-        r = {key: ("" if v is None else v) for key, v in r.items()}
-        print(f"| {r['n']:,} | {r['type']} | {p} | {r['build_s']} | {r['bytes_per_vector']} | {r['p50_ms']} | "
-              f"{r['p99_ms']} | {r['batch_qps']} | {r['recall_at_10']} | {'yes' if r['auto'] else ''} |")
+        p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k in ("nlist", "nprobe", "M", "efSearch", "pq_m", "rerank"))
+        fl = f"{r['floor_ms']:.3f}" if r.get("floor_ms") is not None else ""
+        ch = f"yes (tuned in {r['tune_s']} s)" if r.get("chosen") else ""
+        print(f"| {r['data']} | {r['n']:,} | {r['type']} | {p} | {r['build_s']} | {r['p50_ms']} | {fl} | "
+              f"{r['recall_at_10']} | {ch} |")
+    print()
+    for data in args.data:
+        for n in args.sizes:
+            rs = [r for r in all_rows if r["data"] == data and r["n"] == n]
+            ok = [r for r in rs if not r.get("chosen") and r["recall_at_10"] >= args.target]
+            ch = [r for r in rs if r.get("chosen")]
+            if ok and ch:
+                best = min(ok, key=lambda r: r["p50_ms"])
+                print(f"# {data} n={n}: chosen {ch[0]['params']} recall@10 {ch[0]['recall_at_10']} p50 {ch[0]['p50_ms']} ms; "
+                      f"fastest in the sweep reaching {args.target}: {best['type']} {best['params']} p50 {best['p50_ms']} ms; "
+                      f"ratio {ch[0]['p50_ms'] / best['p50_ms']:.2f}")
     if engine_rows:
         print("\n| N | engine query (k=10, by case id) | p50 ms | p99 ms | min hits |")
         print("|---|---|---|---|---|")

@@ -9,7 +9,7 @@ from typing import Any
 
 from cli.commands.embed_cmd import add_runner_flags, make_runner
 
-INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq", "hnsw", "gpu_cagra", "gpu_ivf_pq")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw", "gpu_cagra", "gpu_ivf_pq")
 
 
 def _dataset_flags(p: argparse.ArgumentParser) -> None:
@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", type=Path, required=True, help="index folder to create or replace")
     b.add_argument("--index-type", choices=INDEX_TYPES, default="auto",
                    help="FAISS index: auto (exact up to 20k cases, then IVF; IVF-PQ when over the memory budget "
-                   "CXR_INDEX_MEMORY_GB), flat (exact), ivf, ivfpq or hnsw (fast, but removal needs a rebuild); "
-                   "with --backend milvus the same names map to FLAT, IVF_FLAT, IVF_PQ, HNSW, plus gpu_cagra and "
-                   "gpu_ivf_pq on a Milvus server with GPUs")
+                   "CXR_INDEX_MEMORY_GB: IVF-SQ8, then IVF-PQ), flat (exact), ivf, ivfsq, ivfpq or hnsw (fast, but "
+                   "removal needs a rebuild); with --backend milvus the same names map to FLAT, IVF_FLAT, IVF_PQ, "
+                   "HNSW, plus gpu_cagra and gpu_ivf_pq on a Milvus server with GPUs")
+    _recall_flag(b)
     b.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
     _lock_flag(b)
     b.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
@@ -98,11 +99,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rb.add_argument("--index-type", choices=INDEX_TYPES, default=None, help="new index type (default: as built)")
     rb.add_argument("--keep-old", action="store_true", help="keep the previous index as DIR.old")
     _lock_flag(rb)
+    _recall_flag(rb)
     rb.add_argument("--backend", choices=("faiss", "milvus"), default=None,
                     help="move the vectors to this backend (no image is read again; default: as built)")
     rb.add_argument("--milvus-uri", default=None, metavar="URI",
                     help="with --backend milvus: Milvus Lite file (./cases.db) or http://host:19530")
     rb.set_defaults(func=run)
+
+    t = sub.add_parser("tune", help="tune the search knobs (nprobe, efSearch, re-rank depth) to a recall target",
+                       description="Hold out a sample of the indexed vectors as queries, find their exact "
+                       "neighbours, sweep the index's search knobs and keep the fastest setting whose recall@k "
+                       "reaches the target. Only the manifest changes; the engine searches with the new knobs "
+                       "when it next opens the index. Builds and rebuilds tune automatically.")
+    t.add_argument("--index", type=Path, required=True, help="index folder")
+    _recall_flag(t)
+    t.add_argument("-k", type=int, default=10, help="neighbours the recall is measured on (default 10)")
+    t.add_argument("--queries", type=int, default=300, help="indexed vectors held out as queries (default 300)")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(func=run)
 
     s = sub.add_parser("stats", help="counts per source, finding, view and sex; index type; size on disk",
                        description="Describe an index folder.")
@@ -120,6 +134,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, _index_parser=parser)
 
 
+def _recall(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a recall target is a number in (0, 1], not {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a recall target is a number in (0, 1], not {text}")
+    return value
+
+
+def _recall_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recall", type=_recall, default=None, metavar="R",
+                   help="recall@10 the approximate index is tuned to (default: the index's previous target, "
+                   "else 0.95)")
+
+
+def _print_tuning(tuning: dict[str, Any]) -> None:
+    knobs = ", ".join(f"{k}={v}" for k, v in tuning["params"].items()) or "exact search (nothing to tune)"
+    print(f"tuned: {knobs}: recall@{tuning['k']} {tuning['recall']:.4f} (target {tuning['recall_target']}"
+          f"{'' if tuning['target_met'] else ', NOT reached'}), p50 {tuning['p50_ms']:.3f} ms "
+          f"on {tuning['queries']} held-out indexed vectors")
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -130,8 +167,11 @@ def _human(n: float) -> str:
 
 def _print_stats(st: dict[str, Any]) -> None:
     print(f"cases: {st['cases']} ({st['patients']} patients; {st['deleted']} removed, awaiting rebuild)")
-    print(f"index: {st['index_type']} {json.dumps(st['index_params'])}; embedding size {st['embed_dim']}; "
+    params = {k: v for k, v in st["index_params"].items() if k != "tuning"}
+    print(f"index: {st['index_type']} {json.dumps(params)}; embedding size {st['embed_dim']}; "
           f"model {st['model_sha256'][:12]}; {_human(st['size_bytes'])} on disk")
+    if st["index_params"].get("tuning"):
+        _print_tuning(st["index_params"]["tuning"])
     if st.get("backend") == "milvus":
         print(f"vectors in Milvus: {st['milvus']['uri']} collection {st['milvus']['collection']}")
     for title, key in (("source", "by_source"), ("view", "by_view"), ("sex", "by_sex"), ("finding", "by_finding")):
@@ -196,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         rep = builder.build_index(
             args.specs, args.out, model=args.model, index_type=args.index_type, batch_size=args.batch_size,
             workers=args.workers, keep_old=args.keep_old, progress=not args.no_progress, dataset_opts=opts,
-            lock_timeout=args.lock_timeout,
+            lock_timeout=args.lock_timeout, recall=args.recall,
             backend=args.backend, milvus_uri=args.milvus_uri, runner=make_runner(args),
             embedder=builder.open_embedder(args.model, device=args.device, batch_size=args.batch_size),
         )
@@ -219,8 +259,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {n} cases from {args.index}")
     elif action == "rebuild":
         rep = builder.rebuild_index(args.index, index_type=args.index_type, keep_old=args.keep_old,
-                                    backend=args.backend, milvus_uri=args.milvus_uri, lock_timeout=args.lock_timeout)
+                                    recall=args.recall, backend=args.backend, milvus_uri=args.milvus_uri,
+                                    lock_timeout=args.lock_timeout)
         print(f"rebuilt {rep.index_dir}: {rep.total} cases, {rep.index_type} index ({rep.reason}); {rep.seconds:.1f} s")
+    elif action == "tune":
+        from index.tuning import tune_index
+
+        tuning = tune_index(args.index, recall=args.recall, k=args.k, queries=args.queries).to_manifest()
+        if args.json:
+            print(json.dumps(tuning, indent=2))
+        else:
+            _print_tuning(tuning)
     elif action == "stats":
         from index.describe import index_stats
 

@@ -2,8 +2,9 @@
 
 * FAISS searches with one OpenMP thread by default and ``CXR_FAISS_THREADS`` threads when set
   (checked in a fresh process: the thread count is process-wide);
-* the IVF-PQ path through the engine fetches 20·k candidates (at least 200) and re-scores them
-  exactly, so on a small index its top-k equals brute force over the stored vectors.
+* the IVF-PQ path through the engine fetches k·rerank candidates (the depth tuned to the recall
+  target; 20·k, at least 200, untuned) and re-scores them exactly, so on a small index tuned to
+  recall 1.0 its top-k equals brute force over the stored vectors.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def ivfpq_engine(tmp_path_factory, embedder):
     tmp = tmp_path_factory.mktemp("ivfpq")
     # PQ trains 256 centroids per sub-quantizer: the smallest index that can be IVF-PQ at all
     report = build_index(make_records(tmp / "imgs", 300), tmp / "idx", embedder=embedder, index_type="ivfpq",
-                         workers=0, progress=False)
+                         workers=0, progress=False, recall=1.0)
     assert report.index_type == "ivfpq"
     engine = SearchEngine.open(tmp / "idx", embedder=embedder)
     yield engine
@@ -77,9 +78,10 @@ def ivfpq_engine(tmp_path_factory, embedder):
 
 @pytest.mark.parametrize("k", [1, 5, 10])
 def test_ivfpq_search_through_the_engine_is_exact_top_k(ivfpq_engine, k):
-    from index.engine import RERANK_FACTOR
+    from index.selection import rerank_depth
 
     engine = ivfpq_engine
+    assert engine.vindex.spec.params["tuning"]["recall_target"] == 1.0
     ids = np.sort(engine.table.ids)
     vectors = engine.table.get(ids).astype(np.float64)
     for case_id in ids[::37]:
@@ -87,8 +89,8 @@ def test_ivfpq_search_through_the_engine_is_exact_top_k(ivfpq_engine, k):
         result = engine.search(int(case_id), k=k, exclude_same_patient=False, with_attention=False,
                                view_scope="any")
         assert result.meta["index_type"] == "ivfpq" and not result.meta["exact"]
-        # 20·k candidates (at least 200) asked for and re-scored, not just k
-        assert result.meta["reranked"] >= min(max(k * RERANK_FACTOR, 200), len(ids) - 1)
+        # k·rerank candidates asked for and re-scored, not just k
+        assert rerank_depth(engine.vindex.spec, k) >= 200 and result.meta["reranked"] > k
         sims = vectors @ vectors[np.searchsorted(ids, case_id)]
         sims[ids == case_id] = -np.inf  # the query case itself is never its own neighbour
         exact = np.sort(sims)[::-1][:k]
