@@ -38,3 +38,25 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def edit_live_generation(index_dir: Path, edit) -> None:
+    """Commit an edited copy of an index's live generation as its next generation.
+
+    Generations are immutable and sealed with checksums (index.generations), so a test that
+    relabels cases or adds a sidecar file must write a new generation, as the index's own
+    writers do, under the writer lock; editing the live files in place is (rightly) refused
+    at the next open as damage.
+    """
+    import shutil
+
+    from index.generations import writing
+
+    with writing(index_dir) as w:
+        src = w.source()
+        assert src is not None, f"{index_dir} holds no index"
+        with w.new_generation() as tmp:
+            for f in src.iterdir():
+                if f.is_file() and not f.name.startswith("."):
+                    shutil.copy2(f, tmp / f.name)
+            edit(tmp)

@@ -115,7 +115,9 @@ def test_cli_runner_ray_writes_what_local_writes(local_ray, inputs, tmp_path, ca
                      "--out", str(tmp_path / f"idx_{runner}")]) == 0
     out = capsys.readouterr().out
     assert out.count("1 unreadable") == 2  # broken.png, reported by both runners
-    v_l, v_r = VectorTable(tmp_path / "idx_local"), VectorTable(tmp_path / "idx_ray")
+    from index.pointer import live_generation
+
+    v_l, v_r = (VectorTable(live_generation(tmp_path / f"idx_{r}")[0]) for r in ("local", "ray"))
     assert v_l.ids.tolist() == v_r.ids.tolist() and float(np.abs(v_l.vectors - v_r.vectors).max()) <= 1e-5
     # `cxr embed` takes the same flags (one job is enough here: each Ray job costs tens of seconds on 2 cores).
     assert main(["embed", spec, *common, "--ray-address", "auto", "--out", str(tmp_path / "x.parquet")]) == 2

@@ -76,10 +76,15 @@ def engine_with_views(index_copy, embedder):
     """The test index with every third case relabelled lateral, and a classifier that calls everything lateral."""
     from index.store import STORE_FILE
 
-    conn = sqlite3.connect(index_copy / STORE_FILE)
-    conn.execute("UPDATE cases SET view = 'LATERAL' WHERE id % 3 = 0")
-    conn.commit()
-    conn.close()
+    from tests.conftest import edit_live_generation
+
+    def relabel(gen):
+        conn = sqlite3.connect(gen / STORE_FILE)
+        conn.execute("UPDATE cases SET view = 'LATERAL' WHERE id % 3 = 0")
+        conn.commit()
+        conn.close()
+
+    edit_live_generation(index_copy, relabel)
     eng = SearchEngine.open(index_copy, embedder=embedder)
     yield eng
     eng.close()

@@ -146,12 +146,17 @@ def label_views(index_dir: Path) -> None:
     from index.store import STORE_FILE
     from index.views import INDEX_FILE, ViewClassifier
 
-    conn = sqlite3.connect(index_dir / STORE_FILE)
-    conn.execute("UPDATE cases SET view = CASE WHEN id % 4 = 0 THEN 'LATERAL' ELSE 'PA' END")
-    conn.commit()
-    conn.close()
-    m = Manifest.read(index_dir)
-    ViewClassifier(weights=[0.0] * m.embed_dim, bias=-4.0, model_sha256=m.model_sha256).save(index_dir / INDEX_FILE)
+    from tests.conftest import edit_live_generation
+
+    def edit(gen: Path) -> None:
+        conn = sqlite3.connect(gen / STORE_FILE)
+        conn.execute("UPDATE cases SET view = CASE WHEN id % 4 = 0 THEN 'LATERAL' ELSE 'PA' END")
+        conn.commit()
+        conn.close()
+        m = Manifest.read(gen)
+        ViewClassifier(weights=[0.0] * m.embed_dim, bias=-4.0, model_sha256=m.model_sha256).save(gen / INDEX_FILE)
+
+    edit_live_generation(index_dir, edit)
 
 
 @pytest.fixture(scope="session")
