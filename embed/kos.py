@@ -53,11 +53,11 @@ def describe(vote: dict[str, float], prognosis: dict[str, Any], n_hits: int, n_r
         lines.append("Vote: " + ", ".join(f"{name} {score:.2f}" for name, score in list(vote.items())[:6]) + ".")
     outcomes = []
     for name, o in prognosis.items():
-        def field(key: str) -> Any:
+        def _field(key: str) -> Any:
             return o.get(key) if isinstance(o, dict) else getattr(o, key, None)
 
-        known, positive = field("known"), field("positive")
-        patients, patients_pos = field("patients_known"), field("patients_positive")
+        known, positive = _field("known"), _field("positive")
+        patients, patients_pos = _field("patients_known"), _field("patients_positive")
         if patients:  # per patient (each patient's latest known outcome), the film count beside
             outcomes.append(f"{name} {patients_pos} of {patients} patients ({known} films)")
         elif known:
