@@ -9,14 +9,14 @@ or a Study/Series Instance UID the user copied from the viewer.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from embed.errors import CXRError
 from search_api.deps import EngineDep, QueryParams, SettingsDep, run_blocking
-from search_api.params import MAX_VIEW_LEN, Age, Sex, ViewScope
+from search_api.params import Sex
 from search_api.results import search_response
 from search_api.schemas import ERROR_RESPONSES, ErrorResponse, SearchResponse
 from search_api.settings import APISettings
@@ -49,7 +49,7 @@ class PacsStudiesResponse(BaseModel):
     studies: list[PacsStudy]
 
 
-class PacsSearchRequest(BaseModel):
+class PacsSearchRequest(QueryParams):
     """One of ``study`` (a handle from /v1/pacs/studies), ``study_uid`` or ``series_uid``; then the usual options."""
 
     # "exactly one of" stated in the schema too, so schema-driven clients send valid requests
@@ -61,17 +61,6 @@ class PacsSearchRequest(BaseModel):
     study: str | None = Field(None, pattern=r"^u_[0-9a-f]{16}$")
     study_uid: str | None = Field(None, max_length=64, pattern=_UID)
     series_uid: str | None = Field(None, max_length=64, pattern=_UID)
-    k: int = Field(10, ge=1)
-    view: list[str] | None = None
-    sex: Sex | None = None
-    age_min: Age | None = None
-    age_max: Age | None = None
-    source: list[str] | None = None
-    finding: list[str] | None = None
-    same_patient: Literal["exclude", "include", "only"] = "exclude"
-    attention: bool = True
-    view_scope: ViewScope = Field("same", description="same: the query's view family only; any: every view")
-    query_view: str | None = Field(None, max_length=MAX_VIEW_LEN, description="the query's view, if known better")
     store: bool = Field(False, description="send the similar cases back to the PACS as a Key Object Selection note")
 
     @model_validator(mode="after")
@@ -118,7 +107,7 @@ async def search_dicomweb(body: PacsSearchRequest, request: Request, engine: Eng
     if body.k > settings.max_k:
         raise RequestValidationError([{"loc": ("k",), "msg": f"k must be at most {settings.max_k}",
                                        "type": "less_than_equal"}])
-    params = QueryParams(**body.model_dump(include=set(QueryParams.model_fields)))
+    params = body  # the shared k, filters and options of every search route, plus the PACS query
     filters = params.filters()
 
     def work() -> PacsSearchResponse:
